@@ -1,0 +1,41 @@
+# Every target installs what it needs first, so `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+USEROPS := $(VENV)/bin/userops
+STAMP := $(VENV)/.installed-stamp
+DATA ?= data/demo
+REAL ?= data/online_retail
+RETAIL_SRC ?= ../shared/data/online_retail/online_retail.parquet
+DEMO_USERS ?= 3000
+DEMO_DAYS ?= 240
+PYTEST_WORKERS ?= 2
+
+.PHONY: install run test bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(USEROPS) simulate --users $(DEMO_USERS) --days $(DEMO_DAYS) --seed 7 --out $(DATA)
+	@if [ -f $(RETAIL_SRC) ]; then \
+	  $(USEROPS) ingest --events $(RETAIL_SRC) --preset online-retail --out $(REAL); \
+	else echo "($(RETAIL_SRC) not found: skipping the real data set)"; fi
+
+test: install
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15
+
+bench: install
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check features training experiments serving userops tests bench
+	$(VENV)/bin/mypy features training experiments serving userops
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

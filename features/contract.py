@@ -1,0 +1,292 @@
+"""The data contract: the tables a user brings, their columns, and the split of good rows from bad ones.
+
+Timestamps are stored as naive ``datetime64`` values in UTC (the contract's "UTC timestamp"): one
+convention for DuckDB, Spark and pandas alike. Ids are strings. A row that breaks the contract is
+never dropped silently: :func:`validate` returns it in a quarantine frame with one reason per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "refund")
+"""The event vocabulary the product understands; other types are kept only when no vocabulary is given."""
+
+TABLES: tuple[str, ...] = ("events", "users", "items", "offers", "exposures")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Columns of one contract table.
+
+    Args:
+        name: Table name (also the file stem in a data folder).
+        required: Column -> kind for columns that must be present.
+        optional: Column -> kind for columns that may be present.
+        key: Columns that identify a row; duplicates on the whole row are quarantined.
+    """
+
+    name: str
+    required: dict[str, str]
+    optional: dict[str, str] = field(default_factory=dict)
+    key: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return {**self.required, **self.optional}
+
+
+SCHEMAS: dict[str, Schema] = {
+    "events": Schema(
+        "events",
+        required={"user_id": "id", "ts": "timestamp", "event_type": "string"},
+        optional={
+            "item_id": "id",
+            "amount": "float",
+            "quantity": "float",
+            "session_id": "id",
+            "properties": "string",
+        },
+    ),
+    "users": Schema("users", required={"user_id": "id", "signup_ts": "timestamp"}, key=("user_id",)),
+    "items": Schema(
+        "items",
+        required={"item_id": "id"},
+        optional={"category": "string", "price": "float", "available": "bool", "description": "string"},
+        key=("item_id",),
+    ),
+    "offers": Schema(
+        "offers",
+        required={"offer_id": "id", "cost": "float"},
+        optional={"kind": "string", "cooldown_days": "float", "eligibility": "string"},
+        key=("offer_id",),
+    ),
+    "exposures": Schema(
+        "exposures",
+        required={"experiment": "id", "variant": "id", "unit_id": "id", "ts": "timestamp"},
+    ),
+}
+
+# Reasons, in the order they are checked: a row gets the first one that applies.
+MISSING = "missing {col}"
+UNPARSABLE_TS = "unparsable {col}"
+FUTURE_TS = "{col} in the future"
+UNKNOWN_EVENT_TYPE = "unknown event_type"
+NEGATIVE_AMOUNT = "negative amount on purchase"
+UNPARSABLE_NUMBER = "unparsable {col}"
+DUPLICATE = "duplicate row"
+
+
+class ContractError(ValueError):
+    """A table cannot be read at all (a required column is missing, the file is unreadable)."""
+
+
+def _as_id(values: pd.Series) -> pd.Series:
+    """Ids as strings; floats that are whole numbers (CSV readers love them) lose their ``.0``."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.notna() & (values == np.floor(values.fillna(0)))
+        out = values.astype("string")
+        out[whole] = values[whole].astype("int64").astype("string")
+        return out
+    out = values.astype("string").str.strip()
+    return out.mask(out == "")
+
+
+def _as_timestamp(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC; tz-aware input is converted, strings are parsed (bad ones become NaT)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.astype("datetime64[us]")
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+
+
+def coerce(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with the contract's columns in their contract types (bad values become null).
+
+    Args:
+        schema: The table's schema.
+        frame: Raw rows.
+
+    Returns:
+        A new frame; extra columns are kept as they are.
+
+    Raises:
+        ContractError: A required column is missing.
+    """
+    missing = [c for c in schema.required if c not in frame.columns]
+    if missing:
+        raise ContractError(
+            f"{schema.name}: missing required column(s) {', '.join(missing)}; "
+            f"found {', '.join(map(str, frame.columns)) or 'no columns'}"
+        )
+    out = frame.copy()
+    for col, kind in schema.columns.items():
+        if col not in out.columns:
+            continue
+        if kind == "id":
+            out[col] = _as_id(out[col])
+        elif kind == "timestamp":
+            out[col] = _as_timestamp(out[col])
+        elif kind == "float":
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+        elif kind == "string":
+            out[col] = out[col].astype("string")
+        elif kind == "bool":
+            out[col] = out[col].astype("boolean")
+    return out
+
+
+def validate(
+    name: str,
+    frame: pd.DataFrame,
+    *,
+    now: pd.Timestamp | None = None,
+    event_types: tuple[str, ...] | None = EVENT_TYPES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a contract table into good rows and quarantined rows.
+
+    Args:
+        name: Contract table name (``events``, ``users``, ...).
+        frame: Raw rows; columns already carry contract names.
+        now: Timestamps after this are "in the future" (default: the current UTC time).
+        event_types: Allowed event types; ``None`` accepts any.
+
+    Returns:
+        ``(good, quarantine)``: good rows in contract types, and the bad rows as they came in with a
+        ``reason`` column and ``source_row`` (0-based position in ``frame``).
+    """
+    schema = SCHEMAS[name]
+    typed = coerce(schema, frame)
+    now = now if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    reason = pd.Series(pd.NA, index=frame.index, dtype="string")
+
+    def flag(mask: pd.Series, text: str) -> None:
+        reason[mask & reason.isna()] = text
+
+    for col, kind in schema.required.items():
+        raw_missing = frame[col].isna() | (frame[col].astype("string").str.strip() == "")
+        flag(raw_missing, MISSING.format(col=col))
+        if kind == "timestamp":
+            flag(typed[col].isna(), UNPARSABLE_TS.format(col=col))
+        elif kind == "float":
+            flag(typed[col].isna(), UNPARSABLE_NUMBER.format(col=col))
+    for col, kind in schema.columns.items():
+        if kind == "timestamp" and col in typed:
+            flag(typed[col] > now, FUTURE_TS.format(col=col))
+        if kind == "float" and col in typed and col not in schema.required:
+            flag(frame[col].notna() & typed[col].isna(), UNPARSABLE_NUMBER.format(col=col))
+    if name == "events":
+        if event_types is not None:
+            flag(~typed["event_type"].isin(event_types).fillna(False), UNKNOWN_EVENT_TYPE)
+        if "amount" in typed:
+            flag((typed["event_type"] == "purchase").fillna(False) & (typed["amount"] < 0).fillna(False),
+                 NEGATIVE_AMOUNT)
+    # Duplicates are judged among rows that are otherwise good; the first copy is kept.
+    ok = reason.isna()
+    dup_cols = list(schema.key) if schema.key else list(typed.columns)
+    dup = pd.Series(False, index=frame.index)
+    dup[ok] = typed.loc[ok, dup_cols].duplicated(keep="first")
+    flag(dup, DUPLICATE)
+
+    bad = reason.notna()
+    quarantine = frame.loc[bad].copy()
+    quarantine.insert(0, "source_row", np.flatnonzero(bad.to_numpy()))
+    quarantine.insert(0, "reason", reason[bad].astype(str))
+    good = typed.loc[~bad].reset_index(drop=True)
+    return good, quarantine.reset_index(drop=True)
+
+
+def reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
+    """Quarantined rows per reason, largest first."""
+    if quarantine.empty:
+        return {}
+    counts = quarantine["reason"].value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
+
+
+def table_path(data_dir: str | Path, name: str) -> Path | None:
+    """The file holding table ``name`` in a data folder (``.parquet`` preferred over ``.csv``), if any."""
+    for ext in (".parquet", ".csv"):
+        path = Path(data_dir) / f"{name}{ext}"
+        if path.exists():
+            return path
+    return None
+
+
+def read_raw(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file as it is, ids and all as strings where the file has no types.
+
+    Raises:
+        ContractError: The file is missing, of an unknown kind, or unreadable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ContractError(f"{path}: no such file")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=True)
+    except Exception as exc:  # pyarrow and the csv reader raise many kinds
+        raise ContractError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+    raise ContractError(f"{path}: unknown file kind {path.suffix!r}; use .parquet or .csv")
+
+
+def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd.DataFrame | None:
+    """Load one contract table from a data folder in contract types.
+
+    Tables written by ``userops`` are already valid; a hand-made folder is coerced here, and any row
+    that breaks the contract makes this raise with the count per reason (run ``userops ingest`` on such
+    data to quarantine the bad rows instead).
+
+    Args:
+        data_dir: The data folder.
+        name: Contract table name.
+        required: Raise when the table is absent instead of returning ``None``.
+
+    Returns:
+        The table, or ``None`` when absent and not required.
+
+    Raises:
+        ContractError: The table is required and absent, or has bad rows.
+    """
+    path = table_path(data_dir, name)
+    if path is None:
+        if required:
+            raise ContractError(f"{data_dir}: no {name}.parquet or {name}.csv")
+        return None
+    raw = read_raw(path)
+    good, quarantine = validate(name, raw, event_types=None)
+    if len(quarantine):
+        counts = ", ".join(f"{v} {k}" for k, v in reason_counts(quarantine).items())
+        first = int(quarantine["source_row"].iloc[0])
+        raise ContractError(
+            f"{path}: {len(quarantine)} row(s) break the contract ({counts}; first at row {first}); "
+            "run `userops ingest` to quarantine them"
+        )
+    return good
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a table as CSV or Parquet (by extension) atomically: a temporary name, then a rename.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".csv":
+        frame.to_csv(tmp, index=False)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(tmp, index=False)
+    else:
+        raise ContractError(f"{path}: unknown output kind {path.suffix!r}; use .parquet or .csv")
+    tmp.replace(path)
+    return path

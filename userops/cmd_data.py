@@ -1,0 +1,72 @@
+"""Commands that make a data folder: ``simulate`` (a synthetic world) and ``ingest`` (a user's own data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from userops.console import step, summary
+
+
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Data folder to write (created if missing).")],
+    users: Annotated[int, typer.Option("--users", min=10, help="Users who sign up over the span.")] = 2000,
+    days: Annotated[int, typer.Option("--days", min=7, help="Days to simulate.")] = 240,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives identical files.")] = 0,
+    start: Annotated[str, typer.Option("--start", help="First simulated day, YYYY-MM-DD (UTC).")] = "2025-01-01",
+) -> None:
+    """Simulate an online store and write its data folder plus the ground truth.
+
+    Writes OUT/events.parquet, users.parquet, items.parquet, offers.parquet, exposures.parquet (a past
+    randomized offer campaign) and OUT/truth/ (each user's latent churn day, state and tastes, true item
+    affinities, true offer uplift, and params.json to compute true churn probabilities for any date).
+    """
+    from features.simulate import WorldConfig
+    from features.simulate import simulate as run
+
+    with step("simulate") as started:
+        counts = run(WorldConfig(n_users=users, days=days, seed=seed, start=start), out, progress=True)
+        summary("simulated world", {**{f"{k} rows": v for k, v in counts.items()}, "output": out}, started)
+
+
+def ingest(
+    events: Annotated[Path, typer.Option("--events", help="Events file (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Data folder to write.")],
+    users: Annotated[Path | None, typer.Option("--users", help="Users file (.csv or .parquet).")] = None,
+    items: Annotated[Path | None, typer.Option("--items", help="Items file (.csv or .parquet).")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="A known layout: online-retail.")] = None,
+    map_: Annotated[str | None, typer.Option(
+        "--map", help="Contract column = source column, comma-separated: user_id=CustomerID,ts=InvoiceDate.")] = None,
+    tz: Annotated[str, typer.Option("--tz", help="Time zone of timestamps that carry none.")] = "UTC",
+    event_type: Annotated[str | None, typer.Option(
+        "--event-type", help="Event type for every row when the file has no event type column.")] = None,
+) -> None:
+    """Bring your own data into the contract: map columns, quarantine bad rows, write Parquet.
+
+    Reads the given files; writes OUT/events.parquet, OUT/users.parquet (first time each user is seen,
+    unless --users is given), OUT/items.parquet and OUT/quarantine/<table>.parquet, where every refused row
+    keeps its source columns, its row number and the reason. Give either --preset or --map.
+    """
+    from features.ingest import ingest as run
+    from features.ingest import parse_mapping
+
+    with step("ingest") as started:
+        if preset is None and not map_ and event_type is None:
+            raise ValueError("give --preset online-retail or --map user_id=COL,ts=COL,event_type=COL")
+        report = run(events, out, users_path=users, items_path=items, mapping=parse_mapping(map_), preset=preset,
+                     tz=tz, event_type=event_type)
+        rows: dict[str, object] = {f"{k} read": v for k, v in report.rows_read.items()}
+        rows.update({f"{k} written": v for k, v in report.rows_written.items()})
+        for table, reasons in report.quarantined.items():
+            for reason, count in reasons.items():
+                rows[f"{table} quarantined: {reason}"] = count
+        rows["output"] = out
+        summary("ingest", rows, started)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the CLI."""
+    app.command("simulate")(simulate)
+    app.command("ingest")(ingest)

@@ -1,0 +1,54 @@
+"""What every command shares: one-line failures, progress and the closing summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+"""Progress and summaries go to stderr, so stdout stays clean for data (``--json``)."""
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with a one-line reason and a non-zero exit code."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+@contextmanager
+def step(what: str) -> Iterator[float]:
+    """Run a command's work: expected failures become one line, never a traceback.
+
+    Yields:
+        The start time (``time.perf_counter()``), for the summary.
+    """
+    started = time.perf_counter()
+    try:
+        yield started
+    except typer.Exit:
+        raise
+    except (ValueError, KeyError, FileNotFoundError, OSError, RuntimeError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fail(f"{what}: {text}")
+    except KeyboardInterrupt:  # pragma: no cover
+        console.print("interrupted")
+        sys.exit(130)
+
+
+def summary(title: str, rows: Mapping[str, object], started: float | None = None) -> None:
+    """Print the one-screen summary that ends a command."""
+    table = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    if started is not None:
+        table.add_row("time", f"{time.perf_counter() - started:.1f} s")
+    console.print(table)
