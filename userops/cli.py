@@ -17,5 +17,9 @@ from userops import cmd_data  # noqa: E402
 
 cmd_data.register(app)
 
+from userops import cmd_train  # noqa: E402
+
+cmd_train.register(app)
+
 if __name__ == "__main__":  # pragma: no cover
     app()
