@@ -16,6 +16,9 @@ app = typer.Typer(
 from userops import cmd_data  # noqa: E402
 
 cmd_data.register(app)
+from userops import experiments_cli  # noqa: E402
+
+app.add_typer(experiments_cli.app, name="experiments")
 
 from userops import cmd_train  # noqa: E402
 

@@ -1,0 +1,492 @@
+"""The experiment store: definitions, lifecycle (draft → running → stopped) and a change log, in SQL.
+
+Rules enforced here (not in callers):
+
+- a draft may be edited freely; a running experiment may change coverage, targeting, metrics and
+  description, but changes to its variants, weights or salt (which move enrolled units) are refused
+  unless ``force=True``; a stopped experiment is never edited;
+- the lifecycle only moves forward: draft → running → stopped;
+- the layer slice of a new experiment is allocated inside a transaction that holds a per-layer lock
+  row, so two experiments of one layer never get overlapping slices;
+- every change (create, update, start, stop, holdout) is written to the change log in the same
+  transaction as the change itself, with the fields before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
+
+from experiments.assignment import BUCKETS, Holdout, Rule, allocate_slice, check_salt, to_buckets
+from experiments.db import check_prefix, make_engine, upsert
+from experiments.definitions import DRAFT, RUNNING, STOPPED, Experiment
+
+GUARDED = ("variants", "weights", "salt")
+EDITABLE = (
+    "variants",
+    "weights",
+    "salt",
+    "coverage_buckets",
+    "targeting",
+    "metrics",
+    "guardrails",
+    "description",
+)
+
+
+class StoreError(ValueError):
+    """A refused operation on the store (unknown key, illegal transition, guarded edit)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log."""
+
+    id: int
+    experiment: str
+    at: datetime
+    action: str
+    forced: bool
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class ExperimentStore:
+    """Experiment definitions in SQLite or PostgreSQL through SQLAlchemy.
+
+    Args:
+        url: SQLAlchemy URL (ignored when ``engine`` is given).
+        engine: An existing engine to share.
+        table_prefix: Prefix of the three table names (lets tests isolate themselves).
+    """
+
+    def __init__(
+        self, url: str | None = None, *, engine: Engine | None = None, table_prefix: str = ""
+    ) -> None:
+        if engine is None:
+            if url is None:
+                raise ValueError("give a store URL or an engine")
+            engine = make_engine(url)
+        self.engine = engine
+        prefix = check_prefix(table_prefix)
+        self.metadata = MetaData()
+        self.experiments = Table(
+            f"{prefix}experiments",
+            self.metadata,
+            Column("key", String(64), primary_key=True),
+            Column("status", String(16), nullable=False),
+            Column("salt", String(64), nullable=False),
+            Column("hash_version", Integer, nullable=False),
+            Column("variants", Text, nullable=False),
+            Column("coverage_buckets", Integer, nullable=False),
+            Column("layer", String(64), nullable=True, index=True),
+            Column("layer_start", Integer, nullable=False),
+            Column("layer_end", Integer, nullable=False),
+            Column("targeting", Text, nullable=False),
+            Column("metrics", Text, nullable=False),
+            Column("guardrails", Text, nullable=False),
+            Column("description", Text, nullable=False),
+            Column("revision", Integer, nullable=False),
+            Column("created_at", DateTime, nullable=False),
+            Column("started_at", DateTime, nullable=True),
+            Column("stopped_at", DateTime, nullable=True),
+        )
+        self.changes = Table(
+            f"{prefix}experiment_changes",
+            self.metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("experiment", String(64), nullable=False, index=True),
+            Column("at", DateTime, nullable=False),
+            Column("action", String(16), nullable=False),
+            Column("forced", Boolean, nullable=False),
+            Column("before", Text, nullable=False),
+            Column("after", Text, nullable=False),
+        )
+        self.settings = Table(
+            f"{prefix}experiment_settings",
+            self.metadata,
+            Column("name", String(128), primary_key=True),
+            Column("value", Text, nullable=False),
+        )
+        self.metadata.create_all(self.engine)
+
+    def drop_tables(self) -> None:
+        """Drop the store's tables (tests and teardown)."""
+        self.metadata.drop_all(self.engine)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Experiment:
+        """Read one experiment.
+
+        Args:
+            key: Experiment key.
+
+        Returns:
+            The experiment.
+
+        Raises:
+            StoreError: If no experiment has that key.
+        """
+        with self.engine.connect() as conn:
+            return self._get(conn, key)
+
+    def find(self, key: str) -> Experiment | None:
+        """Read one experiment, or None when it does not exist.
+
+        Args:
+            key: Experiment key.
+
+        Returns:
+            The experiment or None.
+        """
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(self.experiments).where(self.experiments.c.key == key)).mappings().first()
+            )
+        return _from_row(row) if row is not None else None
+
+    def list_experiments(self, *, status: str | None = None) -> list[Experiment]:
+        """All experiments, ordered by key.
+
+        Args:
+            status: Only this status, when given.
+
+        Returns:
+            The experiments.
+        """
+        query = select(self.experiments).order_by(self.experiments.c.key)
+        if status is not None:
+            query = query.where(self.experiments.c.status == status)
+        with self.engine.connect() as conn:
+            return [_from_row(row) for row in conn.execute(query).mappings()]
+
+    def history(self, key: str) -> list[Change]:
+        """The change log of one experiment, oldest first.
+
+        Args:
+            key: Experiment key.
+
+        Returns:
+            The changes.
+        """
+        query = select(self.changes).where(self.changes.c.experiment == key).order_by(self.changes.c.id)
+        with self.engine.connect() as conn:
+            return [
+                Change(
+                    id=row["id"],
+                    experiment=row["experiment"],
+                    at=row["at"],
+                    action=row["action"],
+                    forced=bool(row["forced"]),
+                    before=json.loads(row["before"]),
+                    after=json.loads(row["after"]),
+                )
+                for row in conn.execute(query).mappings()
+            ]
+
+    def holdout(self) -> Holdout:
+        """The global holdout (no holdout until one is set).
+
+        Returns:
+            The holdout.
+        """
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(self.settings.c.value).where(self.settings.c.name == "holdout")
+            ).scalar_one_or_none()
+        if value is None:
+            return Holdout()
+        data = json.loads(value)
+        return Holdout(salt=data["salt"], buckets=int(data["buckets"]))
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def create(self, experiment: Experiment, *, layer_share: float | None = None) -> Experiment:
+        """Store a new experiment as a draft.
+
+        Args:
+            experiment: The definition (its status, revision and timestamps are reset).
+            layer_share: With a layer, the share of the layer to claim; the store allocates the first
+                free slice of that size. Without it the definition's ``layer_slice`` is used and must be free.
+
+        Returns:
+            The stored experiment.
+
+        Raises:
+            StoreError: If the key exists or the layer has no room.
+        """
+        now = _utcnow()
+        with self.engine.begin() as conn:
+            if experiment.layer is not None:
+                self._lock_layer(conn, experiment.layer)
+                taken = self._taken_slices(conn, experiment.layer)
+                try:
+                    if layer_share is not None:
+                        size = to_buckets(layer_share)
+                        experiment = experiment.replace(layer_slice=allocate_slice(taken=taken, size=size))
+                    elif any(_overlaps(experiment.layer_slice, other) for other in taken):
+                        raise StoreError(f"layer slice {experiment.layer_slice} overlaps another experiment")
+                except ValueError as error:
+                    raise StoreError(f"layer {experiment.layer!r}: {error}") from None
+            if self._exists(conn, experiment.key):
+                raise StoreError(f"experiment {experiment.key!r} already exists")
+            experiment = experiment.replace(
+                status=DRAFT, revision=1, created_at=now, started_at=None, stopped_at=None
+            )
+            conn.execute(self.experiments.insert().values(**_to_row(experiment)))
+            self._record(conn, experiment.key, "create", False, {}, experiment.to_dict(), now)
+        return experiment
+
+    def update(self, key: str, *, force: bool = False, **changes: Any) -> Experiment:
+        """Edit an experiment's definition.
+
+        Args:
+            key: Experiment key.
+            force: Allow edits that move enrolled units of a running experiment (variants, weights, salt).
+            **changes: New values for any of ``variants``, ``weights``, ``salt``, ``coverage_buckets``,
+                ``targeting``, ``metrics``, ``guardrails``, ``description``.
+
+        Returns:
+            The updated experiment.
+
+        Raises:
+            StoreError: If the edit is refused.
+        """
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise StoreError(f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE)}")
+        now = _utcnow()
+        with self.engine.begin() as conn:
+            current = self._get(conn, key, for_update=True)
+            if current.status == STOPPED:
+                raise StoreError(f"experiment {key!r} is stopped; a stopped experiment is never edited")
+            if "salt" in changes:
+                check_salt(changes["salt"])
+            changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+            changed = {name: value for name, value in changes.items() if getattr(current, name) != value}
+            guarded = sorted(set(changed) & set(GUARDED))
+            if current.status == RUNNING and guarded and not force:
+                raise StoreError(
+                    f"experiment {key!r} is running: changing {', '.join(guarded)} would move "
+                    "enrolled units; use force to do it anyway"
+                )
+            if not changed:
+                return current
+            try:
+                updated = current.replace(**changed, revision=current.revision + 1)
+            except ValueError as error:
+                raise StoreError(str(error)) from None
+            before, after = current.to_dict(), updated.to_dict()
+            fields = {k for k in after if before[k] != after[k]} - {"revision"}
+            self._write(conn, updated, current.revision)
+            self._record(
+                conn,
+                key,
+                "update",
+                bool(force and current.status == RUNNING and guarded),
+                {k: before[k] for k in fields},
+                {k: after[k] for k in fields},
+                now,
+            )
+        return updated
+
+    def start(self, key: str) -> Experiment:
+        """Move a draft to running.
+
+        Args:
+            key: Experiment key.
+
+        Returns:
+            The running experiment.
+        """
+        return self._transition(key, DRAFT, RUNNING, "started_at")
+
+    def stop(self, key: str) -> Experiment:
+        """Move a running experiment to stopped (its layer slice is freed).
+
+        Args:
+            key: Experiment key.
+
+        Returns:
+            The stopped experiment.
+        """
+        return self._transition(key, RUNNING, STOPPED, "stopped_at")
+
+    def set_holdout(self, *, fraction: float, salt: str = "global") -> Holdout:
+        """Set the global holdout (units in it are enrolled in no experiment).
+
+        Args:
+            fraction: Share of all units held out, in [0, 1].
+            salt: Salt of the holdout hash; changing it reshuffles who is held out.
+
+        Returns:
+            The new holdout.
+        """
+        holdout = Holdout(salt=check_salt(salt), buckets=to_buckets(fraction))
+        before = self.holdout()
+        now = _utcnow()
+        value = json.dumps({"salt": holdout.salt, "buckets": holdout.buckets})
+        with self.engine.begin() as conn:
+            statement = upsert(self.engine, self.settings).values(name="holdout", value=value)
+            conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"value": value}))
+            old = {"salt": before.salt, "buckets": before.buckets}
+            self._record(
+                conn, "*", "holdout", False, old, {"salt": holdout.salt, "buckets": holdout.buckets}, now
+            )
+        return holdout
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _transition(self, key: str, source: str, target: str, stamp: str) -> Experiment:
+        now = _utcnow()
+        with self.engine.begin() as conn:
+            current = self._get(conn, key, for_update=True)
+            if current.status != source:
+                raise StoreError(
+                    f"experiment {key!r} is {current.status}; only a {source} experiment can be {target}"
+                )
+            updated = current.replace(status=target, revision=current.revision + 1, **{stamp: now})
+            self._write(conn, updated, current.revision)
+            self._record(
+                conn,
+                key,
+                "start" if target == RUNNING else "stop",
+                False,
+                {"status": source},
+                {"status": target},
+                now,
+            )
+        return updated
+
+    def _get(self, conn: Connection, key: str, *, for_update: bool = False) -> Experiment:
+        query = select(self.experiments).where(self.experiments.c.key == key)
+        if for_update and self.engine.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            raise StoreError(f"no experiment {key!r} in the store")
+        return _from_row(row)
+
+    def _exists(self, conn: Connection, key: str) -> bool:
+        query = select(self.experiments.c.key).where(self.experiments.c.key == key)
+        return conn.execute(query).first() is not None
+
+    def _write(self, conn: Connection, experiment: Experiment, revision: int) -> None:
+        # The revision check makes a concurrent edit fail loudly instead of being lost.
+        row = _to_row(experiment)
+        key = row.pop("key")
+        table = self.experiments
+        result = conn.execute(
+            table.update().where((table.c.key == key) & (table.c.revision == revision)).values(**row)
+        )
+        if result.rowcount != 1:
+            raise StoreError(
+                f"experiment {key!r} was changed by someone else meanwhile; read it again and retry"
+            )
+
+    def _lock_layer(self, conn: Connection, layer: str) -> None:
+        # Writing a per-layer row first serialises concurrent allocations in the same layer: SQLite
+        # takes its write lock here, PostgreSQL a row lock held until commit.
+        name = f"lock/layer/{layer}"
+        statement = upsert(self.engine, self.settings).values(name=name, value="{}")
+        conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_={"value": "{}"}))
+
+    def _taken_slices(self, conn: Connection, layer: str) -> list[tuple[int, int]]:
+        table = self.experiments
+        query = select(table.c.layer_start, table.c.layer_end).where(
+            (table.c.layer == layer) & (table.c.status != STOPPED)
+        )
+        return [(int(start), int(end)) for start, end in conn.execute(query)]
+
+    def _record(
+        self,
+        conn: Connection,
+        key: str,
+        action: str,
+        forced: bool,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        conn.execute(
+            self.changes.insert().values(
+                experiment=key,
+                at=at,
+                action=action,
+                forced=forced,
+                before=json.dumps(before, sort_keys=True),
+                after=json.dumps(after, sort_keys=True),
+            )
+        )
+
+
+def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def _to_row(experiment: Experiment) -> dict[str, Any]:
+    return {
+        "key": experiment.key,
+        "status": experiment.status,
+        "salt": experiment.salt,
+        "hash_version": experiment.hash_version,
+        "variants": json.dumps(
+            [[n, w] for n, w in zip(experiment.variants, experiment.weights, strict=True)]
+        ),
+        "coverage_buckets": experiment.coverage_buckets,
+        "layer": experiment.layer,
+        "layer_start": experiment.layer_slice[0],
+        "layer_end": experiment.layer_slice[1],
+        "targeting": json.dumps([[r.attribute, r.op, list(r.values)] for r in experiment.targeting]),
+        "metrics": json.dumps(list(experiment.metrics)),
+        "guardrails": json.dumps(list(experiment.guardrails)),
+        "description": experiment.description,
+        "revision": experiment.revision,
+        "created_at": experiment.created_at,
+        "started_at": experiment.started_at,
+        "stopped_at": experiment.stopped_at,
+    }
+
+
+def _from_row(row: Any) -> Experiment:
+    variants = json.loads(row["variants"])
+    return Experiment(
+        key=row["key"],
+        status=row["status"],
+        salt=row["salt"],
+        hash_version=row["hash_version"],
+        variants=tuple(name for name, _ in variants),
+        weights=tuple(int(weight) for _, weight in variants),
+        coverage_buckets=int(row["coverage_buckets"]),
+        layer=row["layer"],
+        layer_slice=(int(row["layer_start"]), int(row["layer_end"])) if row["layer"] else (0, BUCKETS),
+        targeting=tuple(Rule(a, op, tuple(v)) for a, op, v in json.loads(row["targeting"])),
+        metrics=tuple(json.loads(row["metrics"])),
+        guardrails=tuple(json.loads(row["guardrails"])),
+        description=row["description"],
+        revision=int(row["revision"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        stopped_at=row["stopped_at"],
+    )

@@ -1,0 +1,163 @@
+"""The experiment store on SQLite and on the PostgreSQL server: lifecycle, guarded edits, change log."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from sqlalchemy import inspect
+
+from experiments.assignment import assign_many
+from experiments.definitions import Experiment
+from experiments.store import ExperimentStore, StoreError
+
+
+@pytest.fixture
+def store(sql_target: tuple[str, str]) -> Iterator[ExperimentStore]:
+    url, prefix = sql_target
+    opened = ExperimentStore(url, table_prefix=prefix)
+    yield opened
+    opened.drop_tables()
+    assert (
+        not any(name.startswith(prefix) for name in inspect(opened.engine).get_table_names()) or prefix == ""
+    )
+    opened.engine.dispose()
+
+
+def ab(key: str = "exp1", **fields: object) -> Experiment:
+    return Experiment(key=key, variants=("control", "treatment"), weights=(50, 50), **fields)  # type: ignore[arg-type]
+
+
+def test_create_read_list_round_trip(store: ExperimentStore) -> None:
+    created = store.create(
+        ab(
+            metrics=("conversion",),
+            guardrails=("any:refund",),
+            description="new checkout",
+            coverage_buckets=2500,
+        )
+    )
+    assert created.status == "draft" and created.revision == 1 and created.created_at is not None
+    read = store.get("exp1")
+    assert read == created
+    assert read.salt == "exp1" and read.coverage == 0.25 and read.guardrails == ("any:refund",)
+    store.create(ab("exp0"))
+    assert [e.key for e in store.list_experiments()] == ["exp0", "exp1"]
+    assert store.find("missing") is None
+    with pytest.raises(StoreError, match="already exists"):
+        store.create(ab())
+    with pytest.raises(StoreError, match="no experiment"):
+        store.get("missing")
+
+
+def test_lifecycle_only_moves_forward(store: ExperimentStore) -> None:
+    store.create(ab())
+    with pytest.raises(StoreError):
+        store.stop("exp1")  # a draft cannot be stopped
+    running = store.start("exp1")
+    assert running.status == "running" and running.started_at is not None
+    with pytest.raises(StoreError):
+        store.start("exp1")
+    stopped = store.stop("exp1")
+    assert stopped.status == "stopped" and stopped.stopped_at is not None
+    with pytest.raises(StoreError):
+        store.start("exp1")
+    assert [e.key for e in store.list_experiments(status="stopped")] == ["exp1"]
+
+
+def test_running_weights_are_refused_unless_forced_and_every_change_is_recorded(
+    store: ExperimentStore,
+) -> None:
+    store.create(ab())
+    store.update("exp1", weights=(70, 30))  # a draft is edited freely
+    store.start("exp1")
+    with pytest.raises(StoreError, match="force"):
+        store.update("exp1", weights=(50, 50))
+    with pytest.raises(StoreError, match="force"):
+        store.update("exp1", salt="other-salt")
+    assert store.get("exp1").weights == (70, 30)
+    store.update("exp1", coverage_buckets=5000)  # coverage may change while running
+    forced = store.update("exp1", weights=(50, 50), force=True)
+    assert forced.weights == (50, 50)
+    store.stop("exp1")
+    with pytest.raises(StoreError, match="stopped"):
+        store.update("exp1", description="too late", force=True)
+
+    log = store.history("exp1")
+    assert [c.action for c in log] == ["create", "update", "start", "update", "update", "stop"]
+    assert [c.forced for c in log] == [False, False, False, False, True, False]
+    assert log[1].before["variants"][0]["weight"] == 50 and log[1].after["variants"][0]["weight"] == 70
+    assert log[3].before == {"coverage": 1.0} and log[3].after == {"coverage": 0.5}
+    assert log[4].after["variants"] == [
+        {"name": "control", "weight": 50},
+        {"name": "treatment", "weight": 50},
+    ]
+    assert store.get("exp1").revision == 6
+
+
+def test_unchanged_update_records_nothing(store: ExperimentStore) -> None:
+    store.create(ab())
+    store.update("exp1", weights=[50, 50])
+    assert [c.action for c in store.history("exp1")] == ["create"]
+    with pytest.raises(StoreError, match="cannot edit"):
+        store.update("exp1", status="running")
+
+
+def test_layer_slices_never_overlap_and_stopping_frees_them(store: ExperimentStore) -> None:
+    a = store.create(ab("a", layer="home"), layer_share=0.6)
+    b = store.create(ab("b", layer="home"), layer_share=0.4)
+    assert a.layer_slice == (0, 6000) and b.layer_slice == (6000, 10_000)
+    with pytest.raises(StoreError, match="no free range"):
+        store.create(ab("c", layer="home"), layer_share=0.1)
+    with pytest.raises(StoreError, match="overlaps"):
+        store.create(ab("d", layer="home", layer_slice=(5000, 7000)))
+    other = store.create(ab("e", layer="search"), layer_share=1.0)
+    assert other.layer_slice == (0, 10_000)
+    store.start("a")
+    store.stop("a")
+    assert store.create(ab("c", layer="home"), layer_share=0.1).layer_slice == (0, 1000)
+    ids = [f"u{i}" for i in range(50_000)]
+    in_b = np.array([v is not None for v in assign_many(design=store.get("b").design(), unit_ids=ids)[0]])
+    in_c = np.array([v is not None for v in assign_many(design=store.get("c").design(), unit_ids=ids)[0]])
+    assert in_b.any() and in_c.any() and not np.any(in_b & in_c)
+
+
+def test_concurrent_layer_allocations_do_not_overlap(store: ExperimentStore) -> None:
+    errors: list[Exception] = []
+
+    def create(i: int) -> None:
+        try:
+            store.create(ab(f"x{i}", layer="busy"), layer_share=0.1)
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    slices = sorted(e.layer_slice for e in store.list_experiments() if e.layer == "busy")
+    assert len(slices) == 8
+    assert all(end <= start for (_, end), (start, _) in zip(slices, slices[1:], strict=False))
+
+
+def test_holdout_setting_is_stored_and_logged(store: ExperimentStore) -> None:
+    assert store.holdout().buckets == 0
+    store.set_holdout(fraction=0.05, salt="h2024")
+    held = store.holdout()
+    assert (held.salt, held.buckets) == ("h2024", 500)
+    store.set_holdout(fraction=0.1, salt="h2024")
+    assert store.holdout().buckets == 1000
+    log = store.history("*")
+    assert [c.after["buckets"] for c in log] == [500, 1000] and log[1].before["buckets"] == 500
+
+
+def test_invalid_definitions_are_refused(store: ExperimentStore) -> None:
+    with pytest.raises(ValueError):
+        ab("bad key!")
+    store.create(ab())
+    with pytest.raises(StoreError):
+        store.update("exp1", weights=(1, 0))
