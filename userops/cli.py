@@ -24,5 +24,9 @@ from userops import cmd_train  # noqa: E402
 
 cmd_train.register(app)
 
+from userops import cmd_recommend  # noqa: E402
+
+cmd_recommend.register(app)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

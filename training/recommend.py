@@ -1,0 +1,335 @@
+"""Train, evaluate by time, log and register the recommender; load it back for serving.
+
+Protocol (``as_of`` = D, ``horizon`` = H, validation window V days):
+
+1. Tuning: every candidate setting is fitted on events before ``D − V`` and scored on ``[D − V, D)``
+   (each trial an MLflow child run); the best setting per family is kept.
+2. Choice: the family with the best validation NDCG@10 (``kind="recommender"``), or the family named by
+   ``kind`` (``als``, ``bpr``, ``itemknn``, ``ease``).
+3. Test: every family's best setting and every baseline is refitted on all events before D and scored side
+   by side on ``[D, D + H)`` when the folder has those events (else the summary says so).
+4. The chosen model, refitted on everything before D, is logged with what serving needs and promoted with
+   the champion/challenger rule on the same holdout (the test window; without one, the validation window).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import load_table
+from training.interactions import Interactions, InteractionWeights, build_interactions
+from training.rec_eval import (
+    Holdout,
+    K,
+    make_holdout,
+    ranking_metrics,
+    score_model,
+    score_recommender,
+    side_by_side,
+)
+from training.recommenders import FAMILIES, PopularityRecommender, RecommenderModel
+from training.recommenders.service import Recommender, _codes
+
+CANDIDATES = ("als", "bpr", "itemknn", "ease")
+BASELINES = ("popularity", "popularity_segment")
+DEFAULT_GRID: dict[str, list[dict[str, Any]]] = {
+    "als": [{"factors": f, "alpha": a, "regularization": 0.05, "iterations": 15}
+            for f in (32, 64) for a in (1.0, 4.0)],
+    "bpr": [{"factors": 64, "learning_rate": lr, "iterations": 100} for lr in (0.01, 0.05)],
+    "itemknn": [{"neighbors": n} for n in (50, 200)],
+    "ease": [{"l2": x} for x in (100.0, 500.0, 2000.0)],
+}
+
+
+@dataclass
+class World:
+    """A data folder's tables as the recommender needs them."""
+
+    events: pd.DataFrame
+    users: pd.DataFrame | None
+    items: pd.DataFrame | None
+    truth: dict[str, list[str]] | None
+
+
+def load_world(data_dir: str | Path) -> World:
+    """Events, users, items and (for a simulated world) each user's true item preference order."""
+    events = load_table(data_dir, "events", required=True)
+    assert events is not None
+    truth_path = Path(data_dir) / "truth" / "affinity.parquet"
+    truth = None
+    if truth_path.exists():
+        aff = pd.read_parquet(truth_path).sort_values(["user_id", "rank"])
+        truth = {str(u): list(map(str, v)) for u, v in aff.groupby("user_id")["item_id"].agg(list).items()}
+    return World(events, load_table(data_dir, "users"), load_table(data_dir, "items"), truth)
+
+
+def segment_attribute(users: pd.DataFrame | None) -> str | None:
+    """The users-table attribute used for per-segment popularity: ``country``, else ``channel``."""
+    for col in ("country", "channel"):
+        if users is not None and col in users.columns:
+            return col
+    return None
+
+
+def user_segments(users: pd.DataFrame | None, user_ids: np.ndarray, attribute: str | None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Segment code per user row (-1: unknown) and the segment names."""
+    if users is None or attribute is None:
+        return np.full(len(user_ids), -1, np.int64), []
+    values = users.drop_duplicates("user_id").set_index("user_id")[attribute]
+    return _codes(pd.Series(user_ids).map(values).tolist())
+
+
+def fit_model(family: str, params: Mapping[str, Any], inter: Interactions,
+              segments: np.ndarray) -> RecommenderModel:
+    """Fit one family (``popularity_segment`` = popularity per segment) on an interaction matrix."""
+    if family in BASELINES:
+        return PopularityRecommender(by_segment=family == "popularity_segment", **params).fit(
+            inter.matrix, segments if family == "popularity_segment" else None)
+    return FAMILIES[family](**params).fit(inter.matrix)
+
+
+def build_recommender(model: RecommenderModel, inter: Interactions, world: World, end: date,
+                      weights: InteractionWeights, meta: Mapping[str, Any]) -> Recommender:
+    """Bundle a fitted model with the fallback, histories, purchases and item facts for serving."""
+    attr = segment_attribute(world.users)
+    seg, seg_names = user_segments(world.users, inter.user_ids, attr)
+    fallback = PopularityRecommender(by_segment=bool(seg_names)).fit(inter.matrix, seg if seg_names else None)
+    purchases = InteractionWeights(view=0, add_to_cart=0, purchase=1, refund=0)
+    bought = build_interactions(world.events, weights=purchases, end=end, user_ids=inter.user_ids,
+                                item_ids=inter.item_ids).matrix
+    cat = avail = None
+    cat_names: list[str] = []
+    if world.items is not None:
+        items = world.items.drop_duplicates("item_id").set_index("item_id")
+        ids = pd.Series(inter.item_ids)
+        if "category" in items:
+            cat, cat_names = _codes(ids.map(items["category"]).tolist())
+        if "available" in items:
+            avail = ids.map(items["available"]).fillna(True).astype(bool).to_numpy()
+    return Recommender(model=model, fallback=fallback, history=inter.matrix, bought=bought,
+                       user_ids=inter.user_ids, item_ids=inter.item_ids, weights=weights, user_segment=seg,
+                       segment_names=seg_names, item_category=cat, category_names=cat_names, available=avail,
+                       meta={**meta, "segment_attribute": attr})
+
+
+class RecommenderPyfunc:
+    """MLflow ``pyfunc`` wrapper: the artifact is a saved :class:`Recommender` folder.
+
+    ``predict`` takes a frame with ``user_id`` (params: ``k``) and returns ``user_id, rank, item_id, score``.
+    Built lazily as a subclass of ``mlflow.pyfunc.PythonModel`` so importing this module loads no MLflow.
+    """
+
+    recommender: Recommender
+
+    def load_context(self, context: Any) -> None:
+        """Read the saved recommender from the logged artifacts."""
+        self.recommender = Recommender.load(context.artifacts["recommender"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+                ) -> pd.DataFrame:
+        """Top-k rows for each ``user_id`` of ``model_input``."""
+        k = int((params or {}).get("k", K))
+        return self.recommender.recommend_frame(model_input["user_id"].astype(str), k)
+
+
+def _pyfunc_class() -> type:
+    import mlflow
+
+    return type("RecommenderModel", (RecommenderPyfunc, mlflow.pyfunc.PythonModel), {"__module__": __name__})
+
+
+def load_recommender(model_uri: str) -> Recommender:
+    """Load a logged recommender (``models:/recommender@champion``, ``runs:/…``) for serving."""
+    import mlflow
+
+    wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    if not isinstance(wrapper, RecommenderPyfunc):
+        raise ValueError(f"{model_uri}: not a recommender logged by userops")
+    return wrapper.recommender
+
+
+def _tune(world: World, fit_inter: Interactions, holdout: Holdout, grid: Mapping[str, list[dict[str, Any]]],
+          segments: np.ndarray, run_child: Any) -> dict[str, tuple[dict[str, Any], float]]:
+    """Best setting and validation NDCG@10 per family (baselines have one setting each)."""
+    best: dict[str, tuple[dict[str, Any], float]] = {}
+    trials = [(f, p) for f in CANDIDATES if f in grid for p in grid[f]] + [(b, {}) for b in BASELINES]
+    for family, params in trials:
+        model = fit_model(family, params, fit_inter, segments)
+        metrics = ranking_metrics(score_model(model, fit_inter, holdout), holdout.relevant, K)
+        run_child(family, params, metrics)
+        if family not in best or metrics[f"ndcg_at_{K}"] > best[family][1]:
+            best[family] = (dict(params), metrics[f"ndcg_at_{K}"])
+    return best
+
+
+def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: str, kind: str,
+                  weights: InteractionWeights, grid: Mapping[str, list[dict[str, Any]]],
+                  validation_days: int) -> dict[str, object]:
+    import mlflow
+
+    from training.registry import promote, use_experiment
+
+    world = load_world(data_dir)
+    val_start = as_of - timedelta(days=validation_days)
+    test_end = as_of + timedelta(days=horizon)
+    attr = segment_attribute(world.users)
+    fit_inter = build_interactions(world.events, weights=weights, end=val_start)
+    if fit_inter.matrix.nnz == 0:
+        raise ValueError(f"recommender: no item events before {val_start} to tune on")
+    val = make_holdout(world.events, fit_inter, val_start, as_of, weights)
+    full = build_interactions(world.events, weights=weights, end=as_of)
+    has_test = bool((world.events["ts"] >= pd.Timestamp(as_of)).any())
+    test = make_holdout(world.events, full, as_of, test_end, weights) if has_test else None
+    holdout = test if test is not None and len(test.user_ids) else val
+    use_experiment(tracking_uri, "recommender", data_dir / "mlartifacts")
+    with mlflow.start_run(run_name=f"recommender as of {as_of}") as parent:
+        mlflow.log_params({"as_of": str(as_of), "horizon": horizon, "validation_days": validation_days,
+                           "kind": kind, "segment_attribute": attr,
+                           **{f"weight_{k}": v for k, v in weights.to_dict().items()}})
+
+        def child(family: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+            with mlflow.start_run(run_name=f"trial {family}", nested=True):
+                mlflow.log_params({"family": family, **params})
+                mlflow.log_metrics({f"val_{k}": float(v) for k, v in metrics.items()})
+
+        fit_segments = user_segments(world.users, fit_inter.user_ids, attr)[0]
+        best = _tune(world, fit_inter, val, grid, fit_segments, child)
+        tuned = [f for f in CANDIDATES if f in best]
+        if kind in FAMILIES and kind != "popularity":
+            if kind not in best:
+                best[kind] = (grid.get(kind, [{}])[0] if grid.get(kind) else {}, float("nan"))
+            chosen = kind
+        elif tuned:
+            chosen = max(tuned, key=lambda f: best[f][1])
+        else:
+            raise ValueError("recommender: no candidate family in the grid")
+        segments = user_segments(world.users, full.user_ids, attr)[0]
+        models = {f: fit_model(f, best[f][0], full, segments) for f in [*tuned, *BASELINES]}
+        if chosen not in models:
+            models[chosen] = fit_model(chosen, best[chosen][0], full, segments)
+        table = None
+        if test is not None and len(test.user_ids):
+            recs = {f: score_model(m, full, test) for f, m in models.items()}
+            table = side_by_side(recs, test, world.truth)
+            mlflow.log_metrics({f"test_{f}_{c}": float(v) for f, row in table.iterrows()
+                                for c, v in row.items() if np.isfinite(v)})
+            mlflow.log_text(table.round(4).to_csv(), "test_side_by_side.csv")
+        rec = build_recommender(models[chosen], full, world, as_of, weights,
+                                {"family": chosen, "params": best[chosen][0], "as_of": str(as_of)})
+        score = score_recommender(rec, holdout)[f"ndcg_at_{K}"]
+        mlflow.log_metric(f"holdout_ndcg_at_{K}", score)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = rec.save(Path(tmp) / "recommender")
+            info = mlflow.pyfunc.log_model(name="model", python_model=_pyfunc_class()(),
+                                           artifacts={"recommender": str(folder)},
+                                           pip_requirements=["numpy", "scipy", "pandas", "implicit"])
+        def score_champion(uri: str) -> float:
+            return score_recommender(load_recommender(uri), holdout)[f"ndcg_at_{K}"]
+
+        decision = promote(tracking_uri=tracking_uri, name="recommender", model_uri=info.model_uri,
+                           score=score, metric=f"ndcg_at_{K}", score_champion=score_champion)
+        mlflow.set_tag("promotion", decision.reason)
+    rows: dict[str, object] = {
+        "training events": int((world.events["ts"] < pd.Timestamp(as_of)).sum()),
+        "users × items": f"{full.matrix.shape[0]:,} × {full.matrix.shape[1]:,} ({full.matrix.nnz:,} cells)",
+        "validation": f"{val_start} .. {as_of} ({len(val.user_ids):,} users)",
+        "chosen": f"{chosen} {best[chosen][0]} (validation NDCG@{K} {best[chosen][1]:.4f})",
+    }
+    if table is None:
+        rows["test"] = f"no events on or after {as_of} in the folder: no test-window evaluation"
+    else:
+        rows["test"] = f"{as_of} .. {test_end} ({len(test.user_ids) if test else 0:,} users)"
+        for name, row in table.iterrows():
+            text = (f"R@{K} {row[f'recall_at_{K}']:.4f}  NDCG@{K} {row[f'ndcg_at_{K}']:.4f}  "
+                    f"MAP@{K} {row[f'map_at_{K}']:.4f}  cov {row[f'coverage_at_{K}']:.3f}")
+            if "oracle_fraction" in row:
+                text += f"  true-R@{K} {row[f'true_recall_at_{K}']:.4f}  oracle× {row['oracle_fraction']:.3f}"
+            rows[f"  {name}"] = text
+    rows.update({"run": parent.info.run_id, "model": info.model_uri, "version": decision.version,
+                 "alias": decision.alias, "decision": decision.reason})
+    return rows
+
+
+def train_and_register(*, data_dir: str | Path, as_of: date, horizon: int, tracking_uri: str, kind: str,
+                       weights: InteractionWeights | None = None,
+                       grid: Mapping[str, list[dict[str, Any]]] | None = None,
+                       validation_days: int | None = None) -> dict[str, object]:
+    """Tune, evaluate side by side, log the chosen recommender to MLflow and promote it.
+
+    Args:
+        data_dir: Data folder (events; users for segments; items for categories and availability).
+        as_of: Training uses events before this date.
+        horizon: Test window in days after ``as_of``.
+        tracking_uri: MLflow tracking and registry URI.
+        kind: ``recommender`` (choose the family on validation) or a family name to force it.
+        weights: Interaction weights (default :class:`InteractionWeights`).
+        grid: Settings per family to try (default :data:`DEFAULT_GRID`; families left out are skipped).
+        validation_days: Validation window carved from the end of training (default ``min(horizon, 60)``).
+
+    Returns:
+        Summary rows for the CLI: data, the choice, every model's test metrics, the promotion decision.
+    """
+    return _run_training(data_dir=Path(data_dir), as_of=as_of, horizon=horizon, tracking_uri=tracking_uri,
+                         kind=kind, weights=weights or InteractionWeights(),
+                         grid=dict(DEFAULT_GRID if grid is None else grid),
+                         validation_days=validation_days or min(horizon, 60))
+
+
+def fit_recommender(data_dir: str | Path, as_of: date, *, family: str = "als",
+                    params: Mapping[str, Any] | None = None,
+                    weights: InteractionWeights | None = None) -> Recommender:
+    """Fit one family with default (or given) settings on events before ``as_of``, no tuning or MLflow."""
+    weights = weights or InteractionWeights()
+    world = load_world(data_dir)
+    inter = build_interactions(world.events, weights=weights, end=as_of)
+    segments = user_segments(world.users, inter.user_ids, segment_attribute(world.users))[0]
+    model = fit_model(family, params or {}, inter, segments)
+    return build_recommender(model, inter, world, as_of, weights,
+                             {"family": family, "params": dict(params or {}), "as_of": str(as_of)})
+
+
+def recommend_users(rec: Recommender, data_dir: str | Path, as_of: date, user_ids: list[str] | None,
+                    k: int = 10) -> pd.DataFrame:
+    """Batch top-``k`` (``user_id, rank, item_id, score``) from each user's history before ``as_of``.
+
+    When the recommender was fitted as of another date, every user's history is rebuilt from the folder's
+    events before ``as_of`` (in the model's item space) and factor models fold users in from it, so the
+    output depends on the folder and the date, not on what the model saw.
+
+    Args:
+        rec: A fitted or loaded recommender.
+        data_dir: Data folder.
+        as_of: Histories use events before this date.
+        user_ids: Users to recommend for (``None``: every user in the users table, else in the events).
+        k: List length.
+
+    Returns:
+        The batch frame; users with no history get the popularity fallback of their segment.
+    """
+    world = load_world(data_dir)
+    if user_ids is None:
+        source = world.users if world.users is not None else world.events
+        user_ids = sorted(source["user_id"].dropna().astype(str).unique().tolist())
+    ids = np.asarray(user_ids, dtype=str)
+    if rec.meta.get("as_of") != str(as_of):
+        inter = build_interactions(world.events, weights=rec.weights, end=as_of, user_ids=ids,
+                                   item_ids=rec.item_ids)
+        purchases = InteractionWeights(view=0, add_to_cart=0, purchase=1, refund=0)
+        bought = build_interactions(world.events, weights=purchases, end=as_of, user_ids=ids,
+                                    item_ids=rec.item_ids).matrix
+        attr = rec.meta.get("segment_attribute")
+        seg = np.full(len(ids), -1, np.int64)
+        if attr and world.users is not None and attr in world.users:
+            values = world.users.drop_duplicates("user_id").set_index("user_id")[attr].astype(str)
+            seg = pd.Index(rec.segment_names).get_indexer(pd.Index(pd.Series(ids).map(values).fillna("")))
+        rec = rec.with_history(inter.matrix, bought, ids, seg)
+    return rec.recommend_frame(ids, k)

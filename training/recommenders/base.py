@@ -1,0 +1,133 @@
+"""The interface every recommender family shares, and the fast top-k that all of them use.
+
+Models work on indices: rows of a users × items confidence matrix (CSR) and its columns. Ids, filters and
+fallbacks live one level up, in :mod:`training.recommenders.service`. Learned state ends in ``_`` and is
+saved as one ``.npz`` of arrays plus the hyperparameters, so ``load(save(m))`` recommends exactly as
+``m`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best columns of each row of ``scores``, best first (ties: lower index first).
+
+    Args:
+        scores: ``(n, items)`` or ``(items,)``; ``-inf`` marks an item that must not be shown.
+        k: How many.
+
+    Returns:
+        ``(indices, scores)`` of shape ``(n, k')`` (or ``(k',)``), ``k' = min(k, items)``; filtered items
+        that had to fill the list keep their ``-inf`` score so callers can drop them.
+    """
+    one = scores.ndim == 1
+    s = np.atleast_2d(scores)
+    k = min(k, s.shape[1])
+    if k == 0:
+        empty = np.zeros((s.shape[0], 0), dtype=np.int64)
+        return (empty[0], s[:, :0][0]) if one else (empty, s[:, :0])
+    if k < s.shape[1]:
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(s.shape[1]), s.shape).copy()
+    part = np.sort(part, axis=1)  # index order first, so the stable sort below breaks ties by index
+    ps = np.take_along_axis(s, part, axis=1)
+    order = np.argsort(-ps, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    val = np.take_along_axis(ps, order, axis=1)
+    return (idx[0], val[0]) if one else (idx, val)
+
+
+def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix | None) -> np.ndarray:
+    """Set ``-inf`` where ``exclude`` (same shape, CSR) has a stored entry; in place, returns ``scores``."""
+    if exclude is not None and exclude.nnz:
+        rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+        scores[rows, exclude.indices] = -np.inf
+    return scores
+
+
+class RecommenderModel:
+    """Base of every family: ``fit``, ``score``, ``recommend``, ``similar_items``, ``save``, ``load``.
+
+    Subclasses set ``family``, list their learned arrays in ``learned``, and implement ``fit``, ``score``
+    and ``item_vectors`` (what ``similar_items`` compares).
+    """
+
+    family: ClassVar[str] = "base"
+    learned: ClassVar[tuple[str, ...]] = ()
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters (everything ``__init__`` stored)."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def fit(self, user_items: sp.csr_matrix) -> RecommenderModel:  # pragma: no cover - interface
+        """Learn from a users × items confidence matrix; returns ``self``."""
+        raise NotImplementedError
+
+    def score(self, user_items: sp.csr_matrix, users: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item for each row of ``user_items`` (a user's history, possibly updated).
+
+        Args:
+            user_items: ``(b, items)`` CSR histories.
+            users: Training row of each history, ``-1`` for a user the model has not learned (or whose
+                history changed since): such users are scored from their history alone. ``None``: all -1.
+
+        Returns:
+            ``(b, items)`` float32 scores.
+        """
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def item_vectors(self) -> np.ndarray:  # pragma: no cover - interface
+        """Unit-normalised vectors whose dot products are the item-item similarities."""
+        raise NotImplementedError
+
+    def recommend(self, user_items: sp.csr_matrix, n: int = 10, *, users: np.ndarray | None = None,
+                  exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` items for each row; ``exclude`` (CSR, same shape) holds items never to show."""
+        scores = mask_rows(self.score(user_items, users), exclude)
+        return top_k(scores, n)
+
+    def similar_items(self, item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar to ``item`` (cosine of the model's item vectors), itself excluded."""
+        vectors = self.item_vectors()
+        sims = (vectors @ vectors[item]).astype(np.float64)
+        sims[item] = -np.inf
+        return top_k(sims, n)
+
+    def _check_fitted(self) -> None:
+        if not all(hasattr(self, name) for name in self.learned):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit first")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the hyperparameters and learned arrays to ``path`` (``.npz``)."""
+        self._check_fitted()
+        path = Path(path)
+        arrays = {name: np.asarray(getattr(self, name)) for name in self.learned}
+        meta = json.dumps({"family": self.family, "params": self.get_params()})
+        arrays["__meta__"] = np.array(meta)
+        np.savez(path, **arrays)  # type: ignore[arg-type]
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RecommenderModel:
+        """Read a model written by :meth:`save` (of any family)."""
+        from training.recommenders import FAMILIES
+
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            model = FAMILIES[meta["family"]](**meta["params"])
+            for name in model.learned:
+                setattr(model, name, data[name])
+        return model
+
+
+def dense_rows(user_items: sp.csr_matrix) -> np.ndarray:
+    """A CSR block as a dense float32 array."""
+    return np.asarray(user_items.toarray(), dtype=np.float32)
