@@ -16,6 +16,9 @@ app = typer.Typer(
 from userops import cmd_data  # noqa: E402
 
 cmd_data.register(app)
+from userops import cmd_features  # noqa: E402
+
+cmd_features.register(app)
 from userops import experiments_cli  # noqa: E402
 
 app.add_typer(experiments_cli.app, name="experiments")

@@ -1,0 +1,203 @@
+"""The feature job: one row per user as of a date, written as a Parquet snapshot plus the online copy.
+
+``build_features`` computes one snapshot (DuckDB by default, or any Ibis backend passed as ``con``, e.g.
+PySpark). ``run_job`` writes ``out_dir/as_of=YYYY-MM-DD.parquet`` for each date, keeping the
+per-user-per-day aggregate under ``out_dir/daily/`` so the next day only aggregates that day's events.
+Point in time: a snapshot as of D reads only events (and exposures) with ``ts < D`` and users with
+``signup_ts < D``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from features import definitions as defs
+from features.contract import write_table
+from features.daily import DailyState, DailyStore
+from features.lifecycle import DOCS as SEGMENT_DOCS
+from features.lifecycle import add_segments
+from features.sources import (
+    Sources,
+    as_of_timestamp,
+    day_of,
+    open_sources,
+    population,
+    user_attributes,
+)
+from features.store import OnlineStore, default_store
+
+FEATURES: tuple[str, ...] = tuple(defs.DOCS) + tuple(SEGMENT_DOCS)
+"""Every feature column of a snapshot, in order (user attribute columns follow them)."""
+DOCS: dict[str, str] = {**defs.DOCS, **SEGMENT_DOCS}
+INTEGER_FEATURES: frozenset[str] = frozenset(
+    [c for c in defs.COUNTS if not c.startswith("_")] + ["tenure_days", "rfm_r", "rfm_f", "rfm_m"])
+"""Features that are always defined whole numbers (int64); other numeric features are float64."""
+STRING_FEATURES: frozenset[str] = frozenset(["rfm_segment", "lifecycle_stage"])
+
+
+def _lit(ts: pd.Timestamp) -> ir.Scalar:
+    return ibis.literal(ts.to_pydatetime(), "timestamp")
+
+
+def _attach(left: ir.Table, right: ir.Table) -> ir.Table:
+    """Left-join per-user columns onto ``left`` by ``user_id`` (the right key is dropped)."""
+    right = right.rename(_uid="user_id")
+    return left.left_join(right, left.user_id == right._uid).drop("_uid")
+
+
+def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None = None,
+                  rows: ir.Table | None = None, lookback: int = 90, dormant_after: int = 45) -> ir.Table:
+    """The snapshot as an Ibis expression (nothing is executed except reading the offer ids).
+
+    Args:
+        src: The data folder's tables.
+        as_of: As-of date (UTC midnight).
+        daily: A kept daily activity table covering every day before ``as_of`` (default: aggregate
+            the events now).
+        rows: Kept item rows covering the distinct-count window (default: from the events).
+        lookback: Days without activity after which a user is ``churned``.
+        dormant_after: Days without activity after which a user is ``dormant``.
+    """
+    as_of_lit, day = _lit(as_of), day_of(as_of)
+    if daily is None:
+        daily = defs.daily_activity(defs.events_between(src.events, None, as_of_lit), src.has)
+    if rows is None and src.has.item_id:
+        start = _lit(as_of - pd.Timedelta(days=defs.DISTINCT_WINDOW))
+        rows = defs.item_rows(defs.events_between(src.events, start, as_of_lit), src.items, per_day=False)
+    u = _attach(population(src, as_of), defs.behaviour(daily, day))
+    u = _attach(u, defs.purchase_gaps(daily, day))
+    if rows is not None:
+        u = _attach(u, defs.distinct_touched(rows, day, src.has_category))
+        fills = {"distinct_items_90d": u.distinct_items_90d.fill_null(0)}
+        if src.has_category:
+            fills["distinct_categories_90d"] = u.distinct_categories_90d.fill_null(0)
+        u = u.mutate(**fills)
+    else:
+        u = u.mutate(distinct_items_90d=ibis.null("int64"), distinct_categories_90d=ibis.null("int64"))
+    if src.exposures is not None:
+        history = defs.offer_history(src.exposures, daily, src.offer_ids, as_of_lit, day)
+        u = _attach(u, history)
+        u = u.mutate(offers_exposed=u.offers_exposed.fill_null(0))
+    else:
+        u = u.mutate(offers_exposed=ibis.null("int64"), offer_response_rate=ibis.null("float64"))
+    u = defs.fill_and_derive(u, src.has.amount)
+    u = add_segments(u, lookback, dormant_after)
+    u = u.mutate(as_of=as_of_lit)
+    return u.select("user_id", "as_of", *FEATURES, *user_attributes(src))
+
+
+def normalize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fixed column types and row order, whatever backend computed the frame."""
+    out = frame.sort_values("user_id", kind="stable", ignore_index=True)
+    out["user_id"] = out["user_id"].astype(str)
+    out["as_of"] = pd.to_datetime(out["as_of"]).astype("datetime64[us]")
+    for col in FEATURES:
+        if col in INTEGER_FEATURES:
+            out[col] = out[col].astype("int64")
+        elif col in STRING_FEATURES:
+            out[col] = out[col].astype(str)
+        elif col.startswith("tag_"):
+            out[col] = out[col].astype(bool)
+        else:
+            out[col] = out[col].astype("float64")
+    return out
+
+
+def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
+                   con: ibis.BaseBackend | None = None, daily_dir: str | Path | None = None,
+                   lookback: int = 90, dormant_after: int = 45) -> pd.DataFrame:
+    """One row per user who signed up before ``as_of``: ``user_id``, ``as_of``, then the features.
+
+    Args:
+        data_dir: Data folder (``events`` required; ``users``, ``items``, ``offers``, ``exposures``
+            used when present).
+        as_of: As-of date (UTC midnight); only events with ``ts < as_of`` are read.
+        con: Ibis backend to run on (default: a new in-process DuckDB).
+        daily_dir: A kept daily aggregate (``run_job``'s ``out_dir/daily``) to read instead of
+            aggregating the events, when it covers ``as_of``.
+        lookback: Days without activity after which a user is ``churned``.
+        dormant_after: Days without activity after which a user is ``dormant``.
+
+    Returns:
+        The snapshot, sorted by ``user_id``.
+    """
+    src = open_sources(data_dir, con)
+    ts = as_of_timestamp(as_of)
+    daily = rows = None
+    if daily_dir is not None:
+        store = DailyStore(daily_dir)
+        state = store.state()
+        if state is not None and as_of_timestamp(state.until) >= ts:
+            daily, rows = _kept(store, state, src, ts)
+    expr = feature_table(src, ts, daily=daily, rows=rows, lookback=lookback, dormant_after=dormant_after)
+    return normalize(expr.to_pandas())
+
+
+def _kept(store: DailyStore, state: DailyState, src: Sources,
+          as_of: pd.Timestamp) -> tuple[ir.Table, ir.Table | None]:
+    """The kept daily table, and the kept item rows when they cover the distinct window before ``as_of``."""
+    covered = as_of - pd.Timedelta(days=defs.DISTINCT_WINDOW) >= as_of_timestamp(state.items_from)
+    return store.activity(src.con, state), store.items(src.con, state) if covered else None
+
+
+def snapshot_path(out_dir: str | Path, as_of: pd.Timestamp) -> Path:
+    """Where the snapshot for ``as_of`` lives."""
+    return Path(out_dir) / f"as_of={as_of.strftime('%Y-%m-%d')}.parquet"
+
+
+def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Timestamp],
+            out_dir: str | Path | None = None, *, con: ibis.BaseBackend | None = None,
+            online: OnlineStore | None = None, write_online: bool = True, full: bool = False,
+            lookback: int = 90, dormant_after: int = 45,
+            on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None = None) -> list[Path]:
+    """Write one snapshot per as-of date, and the latest one to the online store.
+
+    Args:
+        data_dir: Data folder.
+        as_of_dates: As-of dates (UTC midnights), in any order; duplicates are written once.
+        out_dir: Snapshot folder (default ``data_dir/features``).
+        con: Ibis backend (default: a new in-process DuckDB).
+        online: Online store for serving (default: the SQLite file under ``data_dir/online/``).
+        write_online: Write the latest snapshot to the online store (skipped when the store already
+            holds a later as-of date).
+        full: Rebuild the kept daily aggregate from all events instead of extending it.
+        lookback: Days without activity after which a user is ``churned``.
+        dormant_after: Days without activity after which a user is ``dormant``.
+        on_done: Called after each snapshot with its date, frame and seconds taken.
+
+    Returns:
+        The snapshot paths, in date order.
+    """
+    dates = sorted({as_of_timestamp(d) for d in as_of_dates})
+    if not dates:
+        raise ValueError("no as-of date given")
+    out = Path(out_dir) if out_dir is not None else Path(data_dir) / "features"
+    src = open_sources(data_dir, con)
+    store = DailyStore(out / "daily")
+    started = time.perf_counter()
+    state = store.update(src, dates[-1], full=full)
+    paths: list[Path] = []
+    latest: pd.DataFrame | None = None
+    for as_of in dates:
+        daily, rows = _kept(store, state, src, as_of)
+        expr = feature_table(src, as_of, daily=daily, rows=rows, lookback=lookback,
+                             dormant_after=dormant_after)
+        frame = normalize(expr.to_pandas())
+        paths.append(write_table(frame, snapshot_path(out, as_of)))
+        if on_done is not None:
+            on_done(as_of, frame, time.perf_counter() - started)
+        started = time.perf_counter()
+        latest = frame
+    if write_online and latest is not None:
+        online = online if online is not None else default_store(data_dir)
+        held = online.as_of()
+        if held is None or held <= dates[-1]:
+            online.write(latest)
+    return paths

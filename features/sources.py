@@ -1,0 +1,126 @@
+"""Opening a data folder's contract tables as Ibis tables on any backend, and as-of date handling."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from features.contract import ContractError, table_path
+from features.definitions import EventColumns, day_number
+
+
+def as_of_timestamp(as_of: str | dt.date | pd.Timestamp) -> pd.Timestamp:
+    """An as-of date as a naive UTC midnight timestamp.
+
+    Raises:
+        ValueError: The value is not a date (a time of day other than midnight).
+    """
+    ts = pd.Timestamp(as_of)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if ts != ts.normalize():
+        raise ValueError(f"as-of {as_of!r} is not a date (UTC midnight)")
+    return ts.as_unit("us")
+
+
+def day_of(ts: pd.Timestamp) -> int:
+    """UTC day number (days since 1970-01-01) of a midnight timestamp."""
+    return int((ts - pd.Timestamp("1970-01-01")).days)
+
+
+def default_connection() -> ibis.BaseBackend:
+    """An in-process DuckDB connection, the embedded default backend.
+
+    Row order is fixed by the job itself (snapshots are sorted), so DuckDB need not preserve insertion
+    order, which makes its aggregations much faster.
+    """
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET preserve_insertion_order = false")
+    return con
+
+
+def read_table(con: ibis.BaseBackend, path: Path | list[Path]) -> ir.Table:
+    """Read Parquet or CSV file(s) as an Ibis table on ``con``."""
+    paths = path if isinstance(path, list) else [path]
+    if all(p.suffix == ".parquet" for p in paths):
+        arg = [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
+        return con.read_parquet(arg)  # type: ignore[attr-defined]
+    if len(paths) == 1 and paths[0].suffix == ".csv":
+        return con.read_csv(str(paths[0]))  # type: ignore[attr-defined]
+    raise ContractError(f"cannot read {paths}: use .parquet or .csv")
+
+
+@dataclass
+class Sources:
+    """The contract tables of one data folder, opened on one backend (absent optional tables are None)."""
+
+    con: ibis.BaseBackend
+    events: ir.Table
+    has: EventColumns
+    users: ir.Table | None = None
+    items: ir.Table | None = None
+    offers: ir.Table | None = None
+    exposures: ir.Table | None = None
+    events_path: Path | None = None
+
+    @property
+    def has_category(self) -> bool:
+        return self.items is not None and "category" in self.items.columns and self.has.item_id
+
+    @property
+    def offer_ids(self) -> list[str] | None:
+        """Offer ids from the offers table, executed once (None: no offers table)."""
+        if self.offers is None:
+            return None
+        frame = self.offers.select(offer_id=self.offers.offer_id.cast("string")).to_pandas()
+        return sorted(frame["offer_id"].dropna().astype(str).tolist())
+
+
+def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> Sources:
+    """Open a data folder's tables on ``con`` (default: a new DuckDB connection).
+
+    Raises:
+        ContractError: The folder has no events table.
+    """
+    con = con if con is not None else default_connection()
+    events_path = table_path(data_dir, "events")
+    if events_path is None:
+        raise ContractError(f"{data_dir}: no events.parquet or events.csv")
+    events = read_table(con, events_path)
+    opened: dict[str, ir.Table | None] = {}
+    for name in ("users", "items", "offers", "exposures"):
+        path = table_path(data_dir, name)
+        opened[name] = read_table(con, path) if path is not None else None
+    return Sources(con, events, EventColumns.of(events), events_path=events_path, **opened)
+
+
+def population(src: Sources, as_of: pd.Timestamp) -> ir.Table:
+    """Users who signed up before ``as_of``: ``user_id``, ``tenure_days`` and the user attributes.
+
+    Without a users table a user "signs up" with their first event.
+    """
+    as_of_lit = ibis.literal(as_of.to_pydatetime(), "timestamp")
+    if src.users is not None:
+        users = src.users
+        attrs = [c for c in users.columns if c not in ("user_id", "signup_ts")]
+        u = users.select(*attrs, user_id=users.user_id.cast("string"),
+                         signup_ts=users.signup_ts.cast("timestamp"))
+    else:
+        e = src.events
+        attrs = []
+        u = e.group_by(user_id=e.user_id.cast("string")).aggregate(signup_ts=e.ts.cast("timestamp").min())
+    u = u.filter(u.signup_ts < as_of_lit)
+    u = u.mutate(tenure_days=(day_of(as_of) - day_number(u.signup_ts)).cast("int64"))
+    return u.select("user_id", "tenure_days", *attrs)
+
+
+def user_attributes(src: Sources) -> list[str]:
+    """Names of the users table's attribute columns (channel, country, ...)."""
+    if src.users is None:
+        return []
+    return [c for c in src.users.columns if c not in ("user_id", "signup_ts")]

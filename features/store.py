@@ -1,0 +1,180 @@
+"""The online copy of the latest feature snapshot, which serving reads one user at a time.
+
+Two stores behind one small interface: :class:`SQLiteStore` (embedded default, one file under the data
+folder, replaced atomically) and :class:`RedisStore` (production: one JSON document per user, written
+with pipelines). Both give back the snapshot's own column types.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import pandas_dtype
+
+
+def _dtypes(frame: pd.DataFrame) -> dict[str, str]:
+    return {str(c): str(t) for c, t in frame.dtypes.items()}
+
+
+def _restore(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
+    """Give a frame read back from a store the snapshot's column order and types."""
+    frame = frame.reindex(columns=list(dtypes))
+    for col, kind in dtypes.items():
+        if kind.startswith("datetime64"):
+            frame[col] = pd.to_datetime(frame[col]).astype(pandas_dtype(kind))
+        elif kind == "bool":
+            frame[col] = frame[col].astype(bool)
+        elif kind in ("str", "object", "string"):
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None).astype(pandas_dtype(kind))
+        else:
+            frame[col] = frame[col].astype(pandas_dtype(kind))
+    return frame
+
+
+class OnlineStore(ABC):
+    """Latest features per user: ``write`` a whole snapshot, ``get`` a few users fast."""
+
+    @abstractmethod
+    def write(self, snapshot: pd.DataFrame) -> int:
+        """Replace the stored snapshot with ``snapshot`` (one row per ``user_id``); return rows written."""
+
+    @abstractmethod
+    def get(self, user_ids: Sequence[str]) -> pd.DataFrame:
+        """Stored rows of these users, in the order asked; unknown users are left out."""
+
+    @abstractmethod
+    def as_of(self) -> pd.Timestamp | None:
+        """As-of date of the stored snapshot, or None when empty."""
+
+
+class SQLiteStore(OnlineStore):
+    """One SQLite file; a write builds a new file and renames it over the old one.
+
+    Args:
+        path: The database file (its folder is created on first write).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def write(self, snapshot: pd.DataFrame) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        frame = snapshot.copy()
+        for col in frame.columns:
+            if pd.api.types.is_datetime64_any_dtype(frame[col]):
+                frame[col] = frame[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
+        as_of = str(snapshot["as_of"].max()) if "as_of" in snapshot and len(snapshot) else ""
+        with sqlite3.connect(tmp) as db:
+            frame.to_sql("features", db, index=False, chunksize=50_000)
+            db.execute("CREATE UNIQUE INDEX features_user ON features(user_id)")
+            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+            db.executemany("INSERT INTO meta VALUES (?, ?)",
+                           [("dtypes", json.dumps(_dtypes(snapshot))), ("as_of", as_of)])
+        db.close()
+        tmp.replace(self.path)
+        return len(snapshot)
+
+    def _meta(self, db: sqlite3.Connection) -> dict[str, str]:
+        return dict(db.execute("SELECT key, value FROM meta").fetchall())
+
+    def get(self, user_ids: Sequence[str]) -> pd.DataFrame:
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no online features yet; run `userops features`")
+        ids = [str(u) for u in user_ids]
+        with sqlite3.connect(self.path) as db:
+            dtypes = json.loads(self._meta(db)["dtypes"])
+            parts = [pd.read_sql(f"SELECT * FROM features WHERE user_id IN ({','.join('?' * len(chunk))})",
+                                 db, params=chunk)
+                     for chunk in (ids[i:i + 900] for i in range(0, len(ids), 900))]
+        db.close()
+        found = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(dtypes))
+        order = {u: i for i, u in enumerate(ids)}
+        found = found.assign(_o=found["user_id"].map(order)).sort_values("_o").drop(columns="_o")
+        return _restore(found.reset_index(drop=True), dtypes)
+
+    def as_of(self) -> pd.Timestamp | None:
+        if not self.path.exists():
+            return None
+        with sqlite3.connect(self.path) as db:
+            value = self._meta(db).get("as_of", "")
+        db.close()
+        return pd.Timestamp(value) if value else None
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+class RedisStore(OnlineStore):
+    """One JSON document per user under ``<prefix>user:<user_id>``, plus ``<prefix>meta``.
+
+    Args:
+        client: A ``redis.Redis`` client.
+        prefix: Key prefix (one per environment or model family).
+        batch: Users per pipeline round trip.
+    """
+
+    def __init__(self, client: Any, prefix: str = "userops:features:", batch: int = 5_000) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.batch = batch
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "userops:features:") -> RedisStore:
+        """A store on the Redis server at ``url`` (``redis://host:port/db``)."""
+        import redis
+
+        return cls(redis.Redis.from_url(url), prefix)
+
+    def _key(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}"
+
+    def write(self, snapshot: pd.DataFrame) -> int:
+        columns = list(snapshot.columns)
+        records = snapshot.astype(object).to_numpy()
+        for lo in range(0, len(records), self.batch):
+            pipe = self.client.pipeline(transaction=False)
+            for row in records[lo:lo + self.batch]:
+                doc = {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
+                pipe.set(self._key(str(doc["user_id"])), json.dumps(doc, separators=(",", ":")))
+            pipe.execute()
+        as_of = str(snapshot["as_of"].max()) if "as_of" in snapshot and len(snapshot) else ""
+        self.client.set(f"{self.prefix}meta", json.dumps({"dtypes": _dtypes(snapshot), "as_of": as_of}))
+        return len(snapshot)
+
+    def _meta(self) -> dict[str, Any] | None:
+        raw = self.client.get(f"{self.prefix}meta")
+        return json.loads(raw) if raw else None
+
+    def get(self, user_ids: Sequence[str]) -> pd.DataFrame:
+        meta = self._meta()
+        if meta is None:
+            raise FileNotFoundError(f"redis {self.prefix}: no online features yet; run `userops features`")
+        ids = [str(u) for u in user_ids]
+        docs = self.client.mget([self._key(u) for u in ids]) if ids else []
+        rows = [json.loads(d) for d in docs if d is not None]
+        return _restore(pd.DataFrame(rows, columns=list(meta["dtypes"])), meta["dtypes"])
+
+    def as_of(self) -> pd.Timestamp | None:
+        meta = self._meta()
+        return pd.Timestamp(meta["as_of"]) if meta and meta["as_of"] else None
+
+
+def default_store(data_dir: str | Path) -> SQLiteStore:
+    """The embedded online store of a data folder: ``data_dir/online/features.sqlite``."""
+    return SQLiteStore(Path(data_dir) / "online" / "features.sqlite")

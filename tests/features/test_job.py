@@ -1,0 +1,136 @@
+"""The feature job: point in time, incremental equals full, identical reruns, atomic writes, the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.contract import write_table
+from features.job import build_features, run_job, snapshot_path
+from features.store import default_store
+from tests.features.test_definitions import AS_OF, random_world
+
+
+def _mutate_after(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, seed: int) -> dict[str, pd.DataFrame]:
+    """Change, add and delete events (and exposures) at or after ``as_of``; nothing before it."""
+    rng = np.random.default_rng(seed)
+    ev = tables["events"].copy()
+    late = ev.index[ev["ts"] >= as_of]
+    assert len(late) > 10
+    changed = rng.choice(late, len(late) // 3, replace=False)
+    ev.loc[changed, "event_type"] = rng.choice(["view", "purchase", "refund"], len(changed))
+    ev.loc[changed, "amount"] = rng.uniform(1, 500, len(changed))
+    ev.loc[changed, "user_id"] = rng.choice(tables["users"]["user_id"], len(changed))
+    ev.loc[changed, "item_id"] = "i13"
+    deleted = rng.choice(sorted(set(late) - set(changed)), len(late) // 3, replace=False)
+    ev = ev.drop(index=deleted)
+    added = pd.DataFrame({
+        "user_id": rng.choice(tables["users"]["user_id"], 40),
+        "ts": (as_of + pd.to_timedelta(rng.integers(0, 20 * 86400, 40), unit="s")).astype("datetime64[us]"),
+        "event_type": rng.choice(["view", "add_to_cart", "purchase", "refund"], 40),
+        "item_id": "i07", "amount": 99.0, "session_id": "s-new",
+    })
+    added.loc[0, "ts"] = as_of  # exactly at the boundary
+    ex = tables["exposures"]
+    more_ex = pd.DataFrame({"experiment": "camp", "variant": "coupon",
+                            "unit_id": tables["users"]["user_id"][:10],
+                            "ts": pd.Timestamp(as_of)}).astype({"ts": "datetime64[us]"})
+    return {**tables, "events": pd.concat([ev, added], ignore_index=True),
+            "exposures": pd.concat([ex, more_ex], ignore_index=True)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_events_at_or_after_as_of_change_no_feature(tmp_path: Path, seed: int) -> None:
+    tables = random_world(tmp_path / "a", seed)
+    before = build_features(tmp_path / "a", AS_OF)
+    for name, frame in _mutate_after(tables, AS_OF, seed).items():
+        write_table(frame, tmp_path / "b" / f"{name}.parquet")
+    after = build_features(tmp_path / "b", AS_OF)
+    pd.testing.assert_frame_equal(before, after)
+    # and the mutation is real: a later snapshot does see it
+    later = AS_OF + pd.Timedelta(days=30)
+    assert not build_features(tmp_path / "a", later).equals(build_features(tmp_path / "b", later))
+
+
+def test_an_event_before_as_of_does_change_features(tmp_path: Path) -> None:
+    tables = random_world(tmp_path / "a", 5)
+    before = build_features(tmp_path / "a", AS_OF)
+    ev = tables["events"]
+    extra = pd.DataFrame({"user_id": ["u002"], "ts": [AS_OF - pd.Timedelta(seconds=1)],
+                          "event_type": ["view"],
+                          "item_id": ["i00"], "amount": [np.nan], "session_id": ["z"]})
+    write_table(pd.concat([ev, extra.astype({"ts": "datetime64[us]"})], ignore_index=True),
+                tmp_path / "a" / "events.parquet")
+    after = build_features(tmp_path / "a", AS_OF)
+    row = after.set_index("user_id").loc["u002"]
+    assert row["days_since_last_event"] == 1
+    assert row["events_7d"] == before.set_index("user_id").loc["u002", "events_7d"] + 1
+
+
+def test_incremental_days_equal_a_full_rebuild_and_reruns_are_identical(tmp_path: Path) -> None:
+    random_world(tmp_path, 7)
+    out = tmp_path / "features"
+    days = [AS_OF + pd.Timedelta(days=k) for k in range(3)]
+    for day in days:  # one day at a time: each run aggregates only the new day
+        run_job(tmp_path, [day], out, write_online=False)
+    state = (out / "daily" / "state.json").read_text()
+    assert len(list((out / "daily").glob("activity-*.parquet"))) == 3, state
+    for day in days:
+        kept = pd.read_parquet(snapshot_path(out, day))
+        pd.testing.assert_frame_equal(kept, build_features(tmp_path, day))
+    first = snapshot_path(out, days[-1]).read_bytes()
+    run_job(tmp_path, days, out, write_online=False)
+    assert snapshot_path(out, days[-1]).read_bytes() == first
+    run_job(tmp_path, days, out, write_online=False, full=True)
+    assert snapshot_path(out, days[-1]).read_bytes() == first
+    # a back-fill date older than the kept aggregate is served from it
+    older = AS_OF - pd.Timedelta(days=40)
+    run_job(tmp_path, [older], out, write_online=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, older)), build_features(tmp_path, older))
+
+
+def test_a_failed_run_leaves_the_previous_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    random_world(tmp_path, 8)
+    out = tmp_path / "features"
+    [path] = run_job(tmp_path, [AS_OF], out, write_online=False)
+    good = path.read_bytes()
+
+    def broken(frame: pd.DataFrame, target: Path) -> Path:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("features.job.write_table", broken)
+    with pytest.raises(OSError):
+        run_job(tmp_path, [AS_OF], out, write_online=False, full=True)
+    assert path.read_bytes() == good
+
+
+def test_online_copy_holds_the_latest_date(tmp_path: Path) -> None:
+    random_world(tmp_path, 9)
+    later = AS_OF + pd.Timedelta(days=1)
+    run_job(tmp_path, [later, AS_OF], tmp_path / "f")
+    store = default_store(tmp_path)
+    assert store.as_of() == later
+    snap = pd.read_parquet(snapshot_path(tmp_path / "f", later))
+    got = store.get(list(snap["user_id"][:5]))
+    pd.testing.assert_frame_equal(got, snap.head(5))
+    run_job(tmp_path, [AS_OF], tmp_path / "f")  # a back-fill does not replace a newer online copy
+    assert store.as_of() == later
+
+
+def test_cli_writes_snapshots_and_reports(tmp_path: Path) -> None:
+    from userops.cli import app
+
+    random_world(tmp_path, 10)
+    result = CliRunner().invoke(app, ["features", "--data", str(tmp_path), "--as-of", "2025-05-01",
+                                      "--as-of", "2025-05-02", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert snapshot_path(tmp_path / "o", pd.Timestamp("2025-05-02")).exists()
+    bad = CliRunner().invoke(app, ["features", "--data", str(tmp_path / "nowhere"), "--as-of", "2025-05-01"])
+    assert bad.exit_code == 1
+    assert "error" in bad.output and "Traceback" not in bad.output
