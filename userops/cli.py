@@ -26,6 +26,9 @@ app.add_typer(experiments_cli.app, name="experiments")
 from userops import cmd_train  # noqa: E402
 
 cmd_train.register(app)
+from userops import cmd_churn  # noqa: E402
+
+cmd_churn.register(app)
 
 from userops import cmd_recommend  # noqa: E402
 

@@ -1,0 +1,68 @@
+"""Out-of-time check against the synthetic world's truth: model, baselines and oracle side by side.
+
+The model is trained as of ``target`` (nothing at or after it is read); it then scores the population as of
+``target`` and the labels come from the simulated events in ``[target, target + horizon)``. The oracle
+scores the same users with their exact churn probability from the latent state
+(:func:`features.simulate.true_churn_probability`), so the ratio of the two ROC-AUCs says how much of the
+knowable signal the model recovers.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.churn import TrainResult, holdout_scores
+from training.datasets import BacktestSet, labelled_snapshot
+from training.evaluate import metrics_table
+
+
+def oracle_table(
+    result: TrainResult, data_dir: str | Path, target: date, *, horizon: int, lookback: int = 365
+) -> pd.DataFrame:
+    """Metrics of the model, the baselines and the oracle on the population as of ``target``.
+
+    Args:
+        result: A model trained as of ``target`` (:func:`training.churn.train_kind`).
+        data_dir: A simulated data folder whose events reach ``target + horizon``.
+        target: The as-of date of the test.
+        horizon: Label window in days.
+        lookback: Population look-back, as in training.
+
+    Returns:
+        One row per model (``oracle`` last) with the usual metrics; ``auc_ratio`` is each ROC-AUC over
+        the oracle's.
+    """
+    from features.contract import load_table
+    from features.simulate import true_churn_probability
+
+    test = labelled_snapshot(data_dir, target, horizon=horizon, kind=result.kind, lookback=lookback)
+    truth = true_churn_probability(data_dir, pd.Timestamp(target), horizon)
+    column = "p_churn" if result.kind == "churn" else "p_no_purchase"
+    oracle = test[["user_id"]].merge(truth, on="user_id", how="left")[column].to_numpy()
+    if np.isnan(oracle).any():
+        raise ValueError("the oracle lacks some users of the test population")
+    if result.kind != "churn":
+        oracle = 1.0 - oracle
+    events = load_table(data_dir, "events", required=True)
+    assert events is not None
+    events = events.loc[events["ts"] < pd.Timestamp(target)]
+    bt = result.backtest
+    shifted = BacktestSet(
+        train=bt.train,
+        valid=bt.valid,
+        holdout=test,
+        dates=bt.dates,
+        holdout_date=target,
+        valid_date=bt.valid_date,
+        skipped=bt.skipped,
+    )
+    scores = holdout_scores(result.model, shifted, events, horizon, result.kind)
+    scores["oracle"] = oracle
+    table = metrics_table(test["label"].to_numpy(), scores)
+    auc = table["roc_auc"].to_numpy()
+    table["auc_ratio"] = auc / auc[-1]  # the oracle is the last row
+    return table

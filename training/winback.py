@@ -1,0 +1,144 @@
+"""Batch scoring and win-back lists: who is about to leave, why, and how much is at stake.
+
+:func:`score_churn` scores every user of the population (active in the look-back before the as-of date)
+with the calibrated churn risk, the top reasons and the lifecycle stage, and compares each feature's
+distribution with the training window (PSI). :func:`winback_list` ranks them by expected value saved,
+``churn_risk x value_at_stake``, where value at stake is the user's expected spend over the horizon if
+retained (BG/NBD purchases x Gamma-Gamma order value, :mod:`training.value`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from training.drift import PSI_WARN, drift_report
+from training.reasons import top_reasons
+from training.risk_model import RiskModel
+from training.value import value_at_stake
+
+SCORE_COLUMNS: tuple[str, ...] = ("user_id", "churn_risk", "lifecycle_stage", "reasons")
+WINBACK_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "churn_risk",
+    "value_at_stake",
+    "expected_value_saved",
+    "lifecycle_stage",
+    "rfm_segment",
+    "reasons",
+    "offer_id",
+)
+
+
+@dataclass
+class Scored:
+    """A scoring run: one row per user of the population, and the drift of every feature."""
+
+    scores: pd.DataFrame
+    drift: pd.DataFrame
+    features: pd.DataFrame
+
+    @property
+    def drifted(self) -> list[str]:
+        """Features whose PSI against the training window is past the warning line."""
+        return self.drift.loc[self.drift["drifted"], "feature"].tolist()
+
+
+def population(features: pd.DataFrame, lookback: int) -> pd.DataFrame:
+    """Users active in the ``lookback`` days before the as-of date (the churn model's population)."""
+    since = pd.to_numeric(features["days_since_last_event"], errors="coerce")
+    return features.loc[since.notna() & (since <= lookback)].reset_index(drop=True)
+
+
+def score_churn(
+    model: RiskModel,
+    features: pd.DataFrame,
+    *,
+    lookback: int = 365,
+    propensity: RiskModel | None = None,
+    psi_threshold: float = PSI_WARN,
+) -> Scored:
+    """Churn risk, reasons and lifecycle stage for every user of the population.
+
+    Args:
+        model: The churn model.
+        features: A feature snapshot (``features.job.build_features``) as of the scoring date.
+        lookback: Population look-back in days.
+        propensity: A purchase-propensity model, to add ``purchase_propensity``.
+        psi_threshold: PSI past which a feature is reported as drifted.
+
+    Returns:
+        Scores (``user_id, churn_risk, lifecycle_stage, reasons, rfm_segment``, ...) sorted by risk, and
+        the drift report.
+    """
+    pop = population(features, lookback)
+    if pop.empty:
+        raise ValueError(f"no user was active in the {lookback} days before the as-of date")
+    risk = model.predict_proba(pop)
+    reasons = top_reasons(pop, model.contributions(pop), k=3, sign=1)
+    scores = pd.DataFrame(
+        {
+            "user_id": pop["user_id"].astype(str).to_numpy(),
+            "churn_risk": risk,
+            "lifecycle_stage": pop["lifecycle_stage"].to_numpy() if "lifecycle_stage" in pop else "",
+            "reasons": reasons,
+            "rfm_segment": pop["rfm_segment"].to_numpy() if "rfm_segment" in pop else "",
+            "days_since_last_event": pop["days_since_last_event"].to_numpy(),
+        }
+    )
+    if propensity is not None:
+        scores["purchase_propensity"] = propensity.predict_proba(pop)
+    scores = scores.sort_values(["churn_risk", "user_id"], ascending=[False, True], ignore_index=True)
+    return Scored(scores=scores, drift=drift_report(model.drift_reference_, pop, psi_threshold), features=pop)
+
+
+def winback_list(
+    scores: pd.DataFrame,
+    values: pd.DataFrame,
+    *,
+    top: int | None = None,
+    segment: str | None = None,
+    min_value: float = 0.0,
+) -> pd.DataFrame:
+    """Users ranked by expected value saved (``churn_risk x value_at_stake``), largest first.
+
+    Args:
+        scores: :func:`score_churn` scores.
+        values: :func:`training.value.value_at_stake` output for the same users.
+        top: Keep the first ``top`` rows.
+        segment: Keep users whose RFM segment or lifecycle stage is this (e.g. ``cant_lose``, ``at_risk``).
+        min_value: Keep users with at least this value at stake.
+
+    Returns:
+        :data:`WINBACK_COLUMNS` then ``expected_purchases, expected_order_value`` (``offer_id`` empty
+        until the next-best-offer model lands).
+    """
+    frame = scores.merge(values, on="user_id", how="left")
+    frame["value_at_stake"] = frame["value_at_stake"].fillna(0.0)
+    frame["expected_value_saved"] = frame["churn_risk"] * frame["value_at_stake"]
+    frame["offer_id"] = ""
+    if segment is not None:
+        known = set(frame["rfm_segment"].astype(str)) | set(frame["lifecycle_stage"].astype(str))
+        if segment not in known:
+            raise ValueError(f"unknown segment {segment!r}; known here: {', '.join(sorted(known))}")
+        frame = frame.loc[(frame["rfm_segment"] == segment) | (frame["lifecycle_stage"] == segment)]
+    frame = frame.loc[frame["value_at_stake"] >= min_value]
+    frame = frame.sort_values(["expected_value_saved", "user_id"], ascending=[False, True], ignore_index=True)
+    if top is not None:
+        frame = frame.head(top)
+    extra = [c for c in ("expected_purchases", "expected_order_value") if c in frame]
+    return frame[[*WINBACK_COLUMNS, *extra]].reset_index(drop=True)
+
+
+def values_for(data_dir: str | Path, as_of: date, user_ids: pd.Series, horizon: int) -> pd.DataFrame:
+    """Value at stake of ``user_ids`` from the data folder's events before ``as_of``."""
+    from features.contract import load_table
+
+    events = load_table(data_dir, "events", required=True)
+    assert events is not None
+    events = events.loc[events["ts"] < pd.Timestamp(as_of)]
+    return value_at_stake(events, as_of, user_ids, horizon)
+
