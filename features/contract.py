@@ -185,8 +185,10 @@ def validate(
         if event_types is not None:
             flag(~typed["event_type"].isin(event_types).fillna(False), UNKNOWN_EVENT_TYPE)
         if "amount" in typed:
-            flag((typed["event_type"] == "purchase").fillna(False) & (typed["amount"] < 0).fillna(False),
-                 NEGATIVE_AMOUNT)
+            flag(
+                (typed["event_type"] == "purchase").fillna(False) & (typed["amount"] < 0).fillna(False),
+                NEGATIVE_AMOUNT,
+            )
     # Duplicates are judged among rows that are otherwise good; the first copy is kept.
     ok = reason.isna()
     dup_cols = list(schema.key) if schema.key else list(typed.columns)

@@ -53,8 +53,11 @@ def localize(values: pd.Series, tz: str) -> pd.Series:
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC").dt.tz_localize(None)
-    parsed = values if pd.api.types.is_datetime64_any_dtype(values) else pd.to_datetime(
-        values, errors="coerce", format="mixed")
+    parsed = (
+        values
+        if pd.api.types.is_datetime64_any_dtype(values)
+        else pd.to_datetime(values, errors="coerce", format="mixed")
+    )
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         return parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     if tz != "UTC":
@@ -72,8 +75,10 @@ def localize(values: pd.Series, tz: str) -> pd.Series:
 def _apply_mapping(frame: pd.DataFrame, mapping: dict[str, str], where: str) -> pd.DataFrame:
     absent = [src for src in mapping.values() if src not in frame.columns]
     if absent:
-        raise ContractError(f"{where}: --map names column(s) {', '.join(absent)} that the file does not have "
-                            f"(it has {', '.join(map(str, frame.columns))})")
+        raise ContractError(
+            f"{where}: --map names column(s) {', '.join(absent)} that the file does not have "
+            f"(it has {', '.join(map(str, frame.columns))})"
+        )
     return frame.rename(columns={src: dst for dst, src in mapping.items()})
 
 
@@ -94,35 +99,51 @@ def users_from_events(events: pd.DataFrame, attributes: list[str] | None = None)
 
 def _online_retail(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The Online Retail layout: invoice lines -> purchase and refund events, and the item catalogue."""
-    needed = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+    needed = [
+        "InvoiceNo",
+        "StockCode",
+        "Description",
+        "Quantity",
+        "InvoiceDate",
+        "UnitPrice",
+        "CustomerID",
+        "Country",
+    ]
     missing = [c for c in needed if c not in raw.columns]
     if missing:
         raise ContractError(f"--preset online-retail: the file lacks column(s) {', '.join(missing)}")
     invoice = raw["InvoiceNo"].astype("string")
     quantity = pd.to_numeric(raw["Quantity"], errors="coerce")
     price = pd.to_numeric(raw["UnitPrice"], errors="coerce")
-    events = pd.DataFrame({
-        "user_id": raw["CustomerID"],
-        "ts": localize(raw["InvoiceDate"], "Europe/London"),
-        "event_type": np.where(invoice.str.startswith("C").fillna(False), "refund", "purchase"),
-        "item_id": raw["StockCode"].astype("string"),
-        "amount": quantity * price,
-        "quantity": quantity,
-        "session_id": invoice,
-        "country": raw["Country"].astype("string"),
-    })
+    events = pd.DataFrame(
+        {
+            "user_id": raw["CustomerID"],
+            "ts": localize(raw["InvoiceDate"], "Europe/London"),
+            "event_type": np.where(invoice.str.startswith("C").fillna(False), "refund", "purchase"),
+            "item_id": raw["StockCode"].astype("string"),
+            "amount": quantity * price,
+            "quantity": quantity,
+            "session_id": invoice,
+            "country": raw["Country"].astype("string"),
+        }
+    )
     lines = raw.assign(_price=price, _qty=quantity)
     sold = lines[(lines["_qty"] > 0) & (lines["_price"] > 0)]
     items = pd.DataFrame({"item_id": lines["StockCode"].astype("string").unique()})
-    description = (lines.dropna(subset=["Description"]).groupby("StockCode")["Description"]
-                   .agg(lambda s: s.value_counts().index[0]))
+    description = (
+        lines.dropna(subset=["Description"])
+        .groupby("StockCode")["Description"]
+        .agg(lambda s: s.value_counts().index[0])
+    )
     items["description"] = items["item_id"].map(description.rename(index=str)).astype("string")
     items["price"] = items["item_id"].map(sold.groupby("StockCode")["_price"].median().rename(index=str))
     items["available"] = True
     return events, items
 
 
-PRESETS: dict[str, Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]] = {"online-retail": _online_retail}
+PRESETS: dict[str, Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]] = {
+    "online-retail": _online_retail
+}
 
 
 def ingest(
@@ -171,8 +192,10 @@ def ingest(
         events = _apply_mapping(raw_events, mapping or {}, str(events_path))
         if "event_type" not in events.columns:
             if event_type is None:
-                raise ContractError(f"{events_path}: no event_type column; map one with --map "
-                                    "event_type=COLUMN or give --event-type for every row")
+                raise ContractError(
+                    f"{events_path}: no event_type column; map one with --map "
+                    "event_type=COLUMN or give --event-type for every row"
+                )
             events["event_type"] = event_type
         if "ts" in events.columns:
             events["ts"] = localize(events["ts"], tz)
@@ -180,8 +203,13 @@ def ingest(
     good, quarantine = validate("events", events, now=now, event_types=event_types)
     if preset is not None:
         # keep the source's own columns beside the reason, so a person can read what was refused
-        quarantine = pd.concat([quarantine[["reason", "source_row"]],
-                                raw_events.iloc[quarantine["source_row"].to_numpy()].reset_index(drop=True)], axis=1)
+        quarantine = pd.concat(
+            [
+                quarantine[["reason", "source_row"]],
+                raw_events.iloc[quarantine["source_row"].to_numpy()].reset_index(drop=True),
+            ],
+            axis=1,
+        )
     tables: dict[str, pd.DataFrame] = {}
     quarantines: dict[str, pd.DataFrame] = {"events": quarantine}
     attrs = [c for c in good.columns if c == "country"]

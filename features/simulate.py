@@ -25,6 +25,7 @@ the oracle for the churn label, with no Monte-Carlo noise.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,97 +36,28 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.contract import write_table
-
-DOW_VISIT = np.array([1.0, 0.95, 0.95, 1.0, 1.05, 1.15, 1.1])  # Monday .. Sunday
-RHO = float(np.exp(-1 / 20))  # daily fading of a bad experience
-CHANNELS = ("organic", "paid_search", "social", "referral", "email")
-CHANNEL_P = (0.35, 0.25, 0.2, 0.1, 0.1)
-CHANNEL_ENGAGEMENT = (1.0, 0.8, 0.6, 1.25, 1.1)
-COUNTRIES = ("GB", "DE", "FR", "NL", "US")
-COUNTRY_P = (0.6, 0.12, 0.1, 0.08, 0.1)
-DEVICES = ("ios", "android", "web")
-OFFERS = pd.DataFrame(
-    {
-        "offer_id": ["discount_10", "free_shipping", "points_500"],
-        "kind": ["coupon", "shipping", "points"],
-        "cost": [4.0, 2.5, 1.5],
-        "cooldown_days": [30.0, 30.0, 14.0],
-    }
+from features.truth import load_config, true_churn_probability, true_uplift
+from features.world import (
+    BOOST_DAYS,
+    CAMPAIGN,
+    CHANNEL_ENGAGEMENT,
+    CHANNEL_P,
+    CHANNELS,
+    COUNTRIES,
+    COUNTRY_P,
+    DEVICES,
+    EVENT_CODES,
+    OFFER_DAYS,
+    OFFER_KAPPA,
+    OFFERS,
+    RHO,
+    WorldConfig,
+    hazard,
+    offer_tau,
+    visit_probability,
 )
-OFFER_KAPPA = {"discount_10": 0.4, "free_shipping": 0.25, "points_500": 0.15}
-OFFER_DAYS = 60  # how long an offer lowers the hazard
-BOOST_DAYS = 30  # how long it raises purchases
-CAMPAIGN = "retention_campaign"
-EVENT_CODES = ("view", "add_to_cart", "purchase", "refund")
 
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """Parameters of one synthetic world (all of it is a function of these).
-
-    Args:
-        n_users: Users who sign up over the span.
-        days: Days simulated.
-        seed: Seed of the only random generator.
-        start: First day (UTC midnight, ``YYYY-MM-DD``).
-        n_items: Catalogue size (default: grows with users, 200 to 3,000).
-        n_categories: Item categories.
-        dim: Dimension of the latent tastes.
-        top_c: Items in each user's personal shortlist (the rest of their views follow popularity).
-        explore: Share of views drawn from global popularity instead of the user's tastes.
-        campaign_day: Day of the randomized offer campaign (default: 55% into the span; -1 for none).
-        uplift_horizon: Days over which the true uplift of an offer on retention is measured.
-    """
-
-    n_users: int = 2000
-    days: int = 240
-    seed: int = 0
-    start: str = "2025-01-01"
-    n_items: int = 0
-    n_categories: int = 20
-    dim: int = 8
-    top_c: int = 50
-    explore: float = 0.15
-    campaign_day: int = 0
-    uplift_horizon: int = 90
-
-    def resolved(self) -> WorldConfig:
-        """The config with defaults that depend on size filled in."""
-        n_items = self.n_items or int(np.clip(self.n_users // 25, 200, 3000))
-        campaign = self.campaign_day or (int(self.days * 0.55) if self.days >= 60 else -1)
-        return WorldConfig(**{**asdict(self), "n_items": n_items, "campaign_day": campaign})
-
-
-def _day_of_week(cfg: WorldConfig, day: np.ndarray | int) -> np.ndarray:
-    return (pd.Timestamp(cfg.start).dayofweek + np.asarray(day)) % 7
-
-
-def hazard(h0: np.ndarray, engagement: np.ndarray, tenure: np.ndarray, bad: np.ndarray,
-           tau: np.ndarray) -> np.ndarray:
-    """Daily probability that an alive user leaves (see the module docstring)."""
-    rate = h0 * engagement**-0.7 * (1 + 2 * np.exp(-tenure / 30)) * np.exp(0.6 * bad - tau)
-    return np.minimum(1 - np.exp(-rate), 0.5)
-
-
-def visit_probability(cfg: WorldConfig, engagement: np.ndarray, day: np.ndarray | int,
-                      kappa: np.ndarray | float = 0.0) -> np.ndarray:
-    """Daily probability that an alive user visits (an active offer brings them back more often)."""
-    return np.minimum(0.9, 0.12 * engagement * DOW_VISIT[_day_of_week(cfg, day)] * (1 + np.asarray(kappa)))
-
-
-def offer_tau(offer_id: str, price_sensitivity: np.ndarray, engagement: np.ndarray) -> np.ndarray:
-    """True effect of an offer on a user's log-hazard (positive keeps the user): heterogeneous by design.
-
-    Coupons work on price-sensitive users and annoy the others; free shipping helps those who rarely come;
-    points reward the engaged.
-    """
-    if offer_id == "discount_10":
-        return 2.5 * (price_sensitivity - 0.35)
-    if offer_id == "free_shipping":
-        return 1.5 * np.exp(-engagement)
-    if offer_id == "points_500":
-        return 0.8 * np.minimum(engagement, 2.0) / 2.0
-    raise KeyError(offer_id)
+__all__ = ["WorldConfig", "load_config", "simulate", "true_churn_probability", "true_uplift"]
 
 
 @dataclass
@@ -182,8 +114,9 @@ def _make_items(cfg: WorldConfig, rng: np.random.Generator) -> tuple[pd.DataFram
     return items, factors, popularity
 
 
-def _shortlists(cfg: WorldConfig, users: _Users, factors: np.ndarray,
-                popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _shortlists(
+    cfg: WorldConfig, users: _Users, factors: np.ndarray, popularity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Each user's top-C items and the cumulative probabilities of drawing them."""
     n, c = cfg.n_users, cfg.top_c
     top = np.empty((n, c), dtype=np.int32)
@@ -191,15 +124,15 @@ def _shortlists(cfg: WorldConfig, users: _Users, factors: np.ndarray,
     log_pop = 0.5 * np.log(popularity)
     scale = 1.5 / np.sqrt(cfg.dim)
     for lo in range(0, n, 4096):
-        scores = scale * users.taste[lo:lo + 4096] @ factors.T + log_pop
+        scores = scale * users.taste[lo : lo + 4096] @ factors.T + log_pop
         idx = np.argpartition(-scores, c - 1, axis=1)[:, :c]
         s = np.take_along_axis(scores, idx, axis=1)
         order = np.argsort(-s, axis=1, kind="stable")
         idx, s = np.take_along_axis(idx, order, axis=1), np.take_along_axis(s, order, axis=1)
         p = np.exp(s - s[:, :1])
         p /= p.sum(axis=1, keepdims=True)
-        top[lo:lo + 4096] = idx
-        cdf[lo:lo + 4096] = np.cumsum(p, axis=1)
+        top[lo : lo + 4096] = idx
+        cdf[lo : lo + 4096] = np.cumsum(p, axis=1)
     cdf[:, -1] = 1.0
     return top, cdf
 
@@ -238,7 +171,7 @@ def simulate(cfg: WorldConfig, out: str | Path, progress: bool = False) -> dict[
     day0 = pd.Timestamp(cfg.start).value // 1000  # microseconds
     day_us = 86_400_000_000
 
-    days = range(cfg.days)
+    days: Iterable[int] = range(cfg.days)
     if progress:
         from rich.progress import track
 
@@ -253,10 +186,18 @@ def simulate(cfg: WorldConfig, out: str | Path, progress: bool = False) -> dict[
                 tau[who] = offer_tau(offer, users.price_sensitivity[who], users.engagement[who])
                 kappa[who] = OFFER_KAPPA[offer]
             names = np.array(["control", *OFFERS["offer_id"]])
-            exposures.append(pd.DataFrame({
-                "experiment": CAMPAIGN, "variant": names[variant], "unit": eligible,
-                "ts_us": day0 + t * day_us + rng.integers(8 * 3600, 10 * 3600, len(eligible)) * 1_000_000,
-            }))
+            exposures.append(
+                pd.DataFrame(
+                    {
+                        "experiment": CAMPAIGN,
+                        "variant": names[variant],
+                        "unit": eligible,
+                        "ts_us": day0
+                        + t * day_us
+                        + rng.integers(8 * 3600, 10 * 3600, len(eligible)) * 1_000_000,
+                    }
+                )
+            )
         if t == cfg.campaign_day + BOOST_DAYS:
             kappa[:] = 0.0
         if t == cfg.campaign_day + OFFER_DAYS:
@@ -264,8 +205,13 @@ def simulate(cfg: WorldConfig, out: str | Path, progress: bool = False) -> dict[
 
         # churn draw for users alive before today
         at_risk = np.flatnonzero(alive)
-        h = hazard(users.h0[at_risk], users.engagement[at_risk], t - users.signup_day[at_risk],
-                   bad[at_risk], tau[at_risk])
+        h = hazard(
+            users.h0[at_risk],
+            users.engagement[at_risk],
+            t - users.signup_day[at_risk],
+            bad[at_risk],
+            tau[at_risk],
+        )
         leaving = at_risk[rng.random(len(at_risk)) < h]
         alive[leaving] = False
         churn_day[leaving] = t
@@ -273,11 +219,14 @@ def simulate(cfg: WorldConfig, out: str | Path, progress: bool = False) -> dict[
         newcomers = np.flatnonzero(users.signup_day == t)
         alive[newcomers] = True
         stayers = np.flatnonzero(alive & (users.signup_day < t))
-        visiting = stayers[rng.random(len(stayers)) < visit_probability(cfg, users.engagement[stayers], t, kappa[stayers])]
+        visiting = stayers[
+            rng.random(len(stayers)) < visit_probability(cfg, users.engagement[stayers], t, kappa[stayers])
+        ]
         visitors = np.concatenate([newcomers, visiting])
         if len(visitors):
-            chunk, bad_users = _visits(cfg, rng, visitors, t, users, top, cdf, pop_cdf, price, kappa,
-                                       session_base, day0 + t * day_us)
+            chunk, bad_users = _visits(
+                cfg, rng, visitors, t, users, top, cdf, pop_cdf, price, kappa, session_base, day0 + t * day_us
+            )
             session_base += len(visitors)
             chunks.append(chunk)
             last_visit[visitors] = t
@@ -286,14 +235,38 @@ def simulate(cfg: WorldConfig, out: str | Path, progress: bool = False) -> dict[
                 np.add.at(bad, bad_users, 1.0)
         bad *= RHO
 
-    written = _write_world(cfg, Path(out), users, items, factors, popularity, top, cdf, chunks, exposures,
-                           churn_day, bad_orders, treated_offer)
+    written = _write_world(
+        cfg,
+        Path(out),
+        users,
+        items,
+        factors,
+        popularity,
+        top,
+        cdf,
+        chunks,
+        exposures,
+        churn_day,
+        bad_orders,
+        treated_offer,
+    )
     return written
 
 
-def _visits(cfg: WorldConfig, rng: np.random.Generator, visitors: np.ndarray, t: int, users: _Users,
-            top: np.ndarray, cdf: np.ndarray, pop_cdf: np.ndarray, price: np.ndarray, kappa: np.ndarray,
-            session_base: int, day_start_us: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def _visits(
+    cfg: WorldConfig,
+    rng: np.random.Generator,
+    visitors: np.ndarray,
+    t: int,
+    users: _Users,
+    top: np.ndarray,
+    cdf: np.ndarray,
+    pop_cdf: np.ndarray,
+    price: np.ndarray,
+    kappa: np.ndarray,
+    session_base: int,
+    day_start_us: int,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """The events of one day's visits, and the users whose purchase went wrong."""
     nv = len(visitors)
     n_views = 1 + rng.poisson(2.5, nv)
@@ -316,29 +289,72 @@ def _visits(cfg: WorldConfig, rng: np.random.Generator, visitors: np.ndarray, t:
     ts_view = start[owner] + elapsed - elapsed[first_view][owner]  # the first view opens the visit
     session = session_base + owner
     parts = [
-        (user, ts_view, np.zeros(len(owner), np.int8), item, np.full(len(owner), np.nan), np.full(len(owner), np.nan),
-         session),
-        (user[carted], ts_view[carted] + 2_000_000, np.ones(carted.sum(), np.int8), item[carted],
-         np.full(carted.sum(), np.nan), qty[carted].astype(float), session[carted]),
-        (user[bought], ts_view[bought] + 600_000_000, np.full(bought.sum(), 2, np.int8), item[bought],
-         price[item[bought]] * qty[bought], qty[bought].astype(float), session[bought]),
+        (
+            user,
+            ts_view,
+            np.zeros(len(owner), np.int8),
+            item,
+            np.full(len(owner), np.nan),
+            np.full(len(owner), np.nan),
+            session,
+        ),
+        (
+            user[carted],
+            ts_view[carted] + 2_000_000,
+            np.ones(carted.sum(), np.int8),
+            item[carted],
+            np.full(carted.sum(), np.nan),
+            qty[carted].astype(float),
+            session[carted],
+        ),
+        (
+            user[bought],
+            ts_view[bought] + 600_000_000,
+            np.full(bought.sum(), 2, np.int8),
+            item[bought],
+            price[item[bought]] * qty[bought],
+            qty[bought].astype(float),
+            session[bought],
+        ),
     ]
     # bad experiences: one per unlucky buying visit, refunded 1-5 days later (first item bought)
     buyer_idx = np.flatnonzero(buys)
     unlucky = buyer_idx[rng.random(len(buyer_idx)) < users.bad_prob[visitors[buyer_idx]]]
     if len(unlucky):
         fv = first_view[unlucky]
-        delay = rng.integers(1, 6, len(unlucky)) * 86_400_000_000 + rng.integers(0, 3600, len(unlucky)) * 10**6
-        parts.append((visitors[unlucky], ts_view[fv] + delay, np.full(len(unlucky), 3, np.int8), item[fv],
-                      -price[item[fv]] * qty[fv], -qty[fv].astype(float), session[fv]))
+        delay = (
+            rng.integers(1, 6, len(unlucky)) * 86_400_000_000 + rng.integers(0, 3600, len(unlucky)) * 10**6
+        )
+        parts.append(
+            (
+                visitors[unlucky],
+                ts_view[fv] + delay,
+                np.full(len(unlucky), 3, np.int8),
+                item[fv],
+                -price[item[fv]] * qty[fv],
+                -qty[fv].astype(float),
+                session[fv],
+            )
+        )
     chunk = tuple(np.concatenate([p[k] for p in parts]) for k in range(7))
     return chunk, visitors[unlucky]
 
 
-def _write_world(cfg: WorldConfig, out: Path, users: _Users, items: pd.DataFrame, factors: np.ndarray,
-                 popularity: np.ndarray, top: np.ndarray, cdf: np.ndarray, chunks: list[tuple[np.ndarray, ...]],
-                 exposures: list[pd.DataFrame], churn_day: np.ndarray,
-                 bad_orders: list[tuple[np.ndarray, np.ndarray]], treated_offer: np.ndarray) -> dict[str, int]:
+def _write_world(
+    cfg: WorldConfig,
+    out: Path,
+    users: _Users,
+    items: pd.DataFrame,
+    factors: np.ndarray,
+    popularity: np.ndarray,
+    top: np.ndarray,
+    cdf: np.ndarray,
+    chunks: list[tuple[np.ndarray, ...]],
+    exposures: list[pd.DataFrame],
+    churn_day: np.ndarray,
+    bad_orders: list[tuple[np.ndarray, np.ndarray]],
+    treated_offer: np.ndarray,
+) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(exist_ok=True)
     user_ids = np.array([f"u{j:06d}" for j in range(cfg.n_users)], dtype=object)
@@ -347,67 +363,93 @@ def _write_world(cfg: WorldConfig, out: Path, users: _Users, items: pd.DataFrame
     user, ts, etype, item, amount, qty, session = (np.concatenate([c[k] for c in chunks]) for k in range(7))
     keep = ts < end_us  # refunds due after the world ends have not happened yet
     order = np.lexsort((etype[keep], user[keep], ts[keep]))
-    user, ts, etype, item, amount, qty, session = (a[keep][order] for a in (user, ts, etype, item, amount, qty, session))
+    user, ts, etype, item, amount, qty, session = (
+        a[keep][order] for a in (user, ts, etype, item, amount, qty, session)
+    )
 
     def ids(codes: np.ndarray, names: np.ndarray | list[str]) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names)).cast(pa.string())
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names)).cast(
+            pa.string()
+        )
 
-    events = pa.table({
-        "user_id": ids(user, user_ids),
-        "ts": pa.array(ts, pa.timestamp("us")),
-        "event_type": ids(etype, list(EVENT_CODES)),
-        "item_id": ids(item, items["item_id"].to_numpy()),
-        "amount": pa.array(np.round(amount, 2)),
-        "quantity": pa.array(qty),
-        "session_id": pc.binary_join_element_wise("s", pa.array(session).cast(pa.string()), ""),
-    })
+    events = pa.table(
+        {
+            "user_id": ids(user, user_ids),
+            "ts": pa.array(ts, pa.timestamp("us")),
+            "event_type": ids(etype, list(EVENT_CODES)),
+            "item_id": ids(item, items["item_id"].to_numpy()),
+            "amount": pa.array(np.round(amount, 2)),
+            "quantity": pa.array(qty),
+            "session_id": pc.binary_join_element_wise("s", pa.array(session).cast(pa.string()), ""),
+        }
+    )
     _write_arrow(events, out / "events.parquet")
-    signup_ts = pd.to_datetime(start_us + users.signup_day * 86_400_000_000 + 3_600_000_000 * 7, unit="us")
-    first_visit = pd.Series(ts).groupby(user).min()  # the signup visit
-    signup_ts = signup_ts.to_numpy().copy()
-    signup_ts[first_visit.index.to_numpy()] = pd.to_datetime(first_visit.to_numpy(), unit="us").to_numpy()
-    users_df = pd.DataFrame({
-        "user_id": user_ids.astype(str),
-        "signup_ts": pd.Series(signup_ts).astype("datetime64[us]"),
-        "channel": np.asarray(CHANNELS)[users.channel],
-        "country": np.asarray(COUNTRIES)[users.country],
-        "device": np.asarray(DEVICES)[users.device],
-    })
+    # signup is the first visit; every user has one on their signup day
+    signup_us = start_us + users.signup_day * 86_400_000_000
+    first_visit = pd.Series(ts).groupby(user).min()
+    signup_us[first_visit.index.to_numpy()] = first_visit.to_numpy()
+    signup_ts = pd.to_datetime(signup_us, unit="us")
+    users_df = pd.DataFrame(
+        {
+            "user_id": user_ids.astype(str),
+            "signup_ts": pd.Series(signup_ts).astype("datetime64[us]").to_numpy(),
+            "channel": np.asarray(CHANNELS)[users.channel],
+            "country": np.asarray(COUNTRIES)[users.country],
+            "device": np.asarray(DEVICES)[users.device],
+        }
+    )
     write_table(users_df, out / "users.parquet")
     write_table(items, out / "items.parquet")
     write_table(OFFERS, out / "offers.parquet")
     if exposures:
         ex = pd.concat(exposures, ignore_index=True)
-        exposures_df = pd.DataFrame({
-            "experiment": ex["experiment"], "variant": ex["variant"],
-            "unit_id": user_ids[ex["unit"].to_numpy()].astype(str),
-            "ts": pd.to_datetime(ex["ts_us"].to_numpy(), unit="us").astype("datetime64[us]"),
-        }).sort_values(["ts", "unit_id"], kind="stable", ignore_index=True)
+        exposures_df = pd.DataFrame(
+            {
+                "experiment": ex["experiment"],
+                "variant": ex["variant"],
+                "unit_id": user_ids[ex["unit"].to_numpy()].astype(str),
+                "ts": pd.to_datetime(ex["ts_us"].to_numpy(), unit="us").astype("datetime64[us]"),
+            }
+        ).sort_values(["ts", "unit_id"], kind="stable", ignore_index=True)
         write_table(exposures_df, out / "exposures.parquet")
     # truth
-    truth_users = pd.DataFrame({
-        "user_id": user_ids.astype(str),
-        "signup_day": users.signup_day,
-        "churn_day": churn_day,
-        "engagement": users.engagement,
-        "h0": users.h0,
-        "buy_prob": users.buy_prob,
-        "bad_prob": users.bad_prob,
-        "price_sensitivity": users.price_sensitivity,
-        "offer": np.where(treated_offer >= 0, OFFERS["offer_id"].to_numpy()[np.maximum(treated_offer, 0)], ""),
-    })
+    truth_users = pd.DataFrame(
+        {
+            "user_id": user_ids.astype(str),
+            "signup_day": users.signup_day,
+            "churn_day": churn_day,
+            "engagement": users.engagement,
+            "h0": users.h0,
+            "buy_prob": users.buy_prob,
+            "bad_prob": users.bad_prob,
+            "price_sensitivity": users.price_sensitivity,
+            "offer": np.where(
+                treated_offer >= 0, OFFERS["offer_id"].to_numpy()[np.maximum(treated_offer, 0)], ""
+            ),
+        }
+    )
     write_table(truth_users, out / "truth" / "users.parquet")
     bo_u = np.concatenate([b[0] for b in bad_orders]) if bad_orders else np.zeros(0, np.int64)
     bo_d = np.concatenate([b[1] for b in bad_orders]) if bad_orders else np.zeros(0, np.int64)
-    write_table(pd.DataFrame({"user_id": user_ids[bo_u].astype(str), "day": bo_d}), out / "truth" / "bad_orders.parquet")
-    write_table(_true_affinity(cfg, user_ids, items, top, cdf, popularity), out / "truth" / "affinity.parquet")
+    write_table(
+        pd.DataFrame({"user_id": user_ids[bo_u].astype(str), "day": bo_d}),
+        out / "truth" / "bad_orders.parquet",
+    )
+    write_table(
+        _true_affinity(cfg, user_ids, items, top, cdf, popularity), out / "truth" / "affinity.parquet"
+    )
     item_truth = items[["item_id"]].assign(popularity=popularity)
     for k in range(cfg.dim):
         item_truth[f"f{k}"] = factors[:, k]
     write_table(item_truth, out / "truth" / "items.parquet")
     (out / "truth" / "params.json").write_text(json.dumps(asdict(cfg), indent=2, sort_keys=True) + "\n")
-    counts = {"events": events.num_rows, "users": len(users_df), "items": len(items), "offers": len(OFFERS),
-              "exposures": sum(len(e) for e in exposures)}
+    counts = {
+        "events": events.num_rows,
+        "users": len(users_df),
+        "items": len(items),
+        "offers": len(OFFERS),
+        "exposures": sum(len(e) for e in exposures),
+    }
     if cfg.campaign_day >= 0:
         write_table(true_uplift(out), out / "truth" / "uplift.parquet")
     return counts
@@ -419,129 +461,25 @@ def _write_arrow(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
-def _true_affinity(cfg: WorldConfig, user_ids: np.ndarray, items: pd.DataFrame, top: np.ndarray, cdf: np.ndarray,
-                   popularity: np.ndarray, k: int = 20) -> pd.DataFrame:
+def _true_affinity(
+    cfg: WorldConfig,
+    user_ids: np.ndarray,
+    items: pd.DataFrame,
+    top: np.ndarray,
+    cdf: np.ndarray,
+    popularity: np.ndarray,
+    k: int = 20,
+) -> pd.DataFrame:
     """Each user's ``k`` items with the highest true probability of being the next one viewed."""
     personal = np.diff(np.concatenate([np.zeros((len(cdf), 1)), cdf], axis=1), axis=1)
     prob = (1 - cfg.explore) * personal + cfg.explore * popularity[top]
     order = np.argsort(-prob, axis=1, kind="stable")[:, :k]
     chosen = np.take_along_axis(top, order, axis=1)
-    return pd.DataFrame({
-        "user_id": np.repeat(user_ids.astype(str), k),
-        "rank": np.tile(np.arange(1, k + 1), len(user_ids)),
-        "item_id": items["item_id"].to_numpy()[chosen.ravel()],
-        "prob": np.take_along_axis(prob, order, axis=1).ravel(),
-    })
-
-
-def load_config(world: str | Path) -> WorldConfig:
-    """The parameters a simulated data folder was made with."""
-    path = Path(world) / "truth" / "params.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{world}: not a simulated world (no truth/params.json)")
-    return WorldConfig(**json.loads(path.read_text()))
-
-
-def _no_activity(cfg: WorldConfig, truth: pd.DataFrame, bad_start: np.ndarray, day: int, horizon: int,
-                 tau: np.ndarray, tau_until: int, kappa: np.ndarray, kappa_until: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact P(no visit) and P(no purchase) over ``[day, day + horizon)`` for users alive entering ``day``."""
-    e = truth["engagement"].to_numpy()
-    s_visit = np.ones(len(truth))
-    s_buy = np.ones(len(truth))
-    p_visit = np.zeros(len(truth))
-    p_buy = np.zeros(len(truth))
-    for j in range(day, day + horizon):
-        tau_j = tau if j < tau_until else 0.0
-        kappa_j = kappa if j < kappa_until else 0.0
-        h = hazard(truth["h0"].to_numpy(), e, j - truth["signup_day"].to_numpy(), bad_start * RHO ** (j - day),
-                   np.asarray(tau_j))
-        v = visit_probability(cfg, e, j, kappa_j)
-        b = np.minimum(0.95, truth["buy_prob"].to_numpy() * (1 + np.asarray(kappa_j)))
-        p_visit += s_visit * h
-        p_buy += s_buy * h
-        s_visit *= (1 - h) * (1 - v)
-        s_buy *= (1 - h) * (1 - v * b)
-    return p_visit + s_visit, p_buy + s_buy
-
-
-def _state(world: Path, cfg: WorldConfig, day: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    truth = pd.read_parquet(world / "truth" / "users.parquet")
-    orders = pd.read_parquet(world / "truth" / "bad_orders.parquet")
-    orders = orders[orders["day"] < day]
-    weights = RHO ** (day - orders["day"].to_numpy())
-    bad = orders.assign(w=weights).groupby("user_id")["w"].sum()
-    bad_start = truth["user_id"].map(bad).fillna(0.0).to_numpy()
-    alive = (truth["signup_day"].to_numpy() < day) & ((truth["churn_day"] < 0) | (truth["churn_day"] >= day)).to_numpy()
-    return truth, bad_start, alive
-
-
-def _offer_state(cfg: WorldConfig, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    tau = np.zeros(len(truth))
-    kappa = np.zeros(len(truth))
-    for offer in OFFERS["offer_id"]:
-        who = (truth["offer"] == offer).to_numpy()
-        tau[who] = offer_tau(offer, truth["price_sensitivity"].to_numpy()[who], truth["engagement"].to_numpy()[who])
-        kappa[who] = OFFER_KAPPA[offer]
-    return tau, kappa
-
-
-def true_churn_probability(world: str | Path, as_of: str | pd.Timestamp, horizon: int = 90) -> pd.DataFrame:
-    """The oracle: each user's true probability of no activity (and of no purchase) in the horizon.
-
-    "Activity" is a visit (views, carts, purchases; refunds are not activity). Computed exactly from the
-    latent state when ``as_of`` begins, for users who signed up before ``as_of``.
-
-    Args:
-        world: A simulated data folder.
-        as_of: The as-of date (UTC midnight).
-        horizon: Days in the label window.
-
-    Returns:
-        ``user_id, alive, p_churn, p_no_purchase`` (``alive``: latent, not yet gone when ``as_of`` begins).
-    """
-    world = Path(world)
-    cfg = load_config(world)
-    day = (pd.Timestamp(as_of) - pd.Timestamp(cfg.start)).days
-    truth, bad_start, alive = _state(world, cfg, day)
-    tau, kappa = _offer_state(cfg, truth)
-    camp = cfg.campaign_day if cfg.campaign_day >= 0 else -(10**6)
-    tau = np.where(camp <= day, tau, 0.0)  # an offer not yet made is not in the state
-    kappa = np.where(camp <= day, kappa, 0.0)
-    p_visit, p_buy = _no_activity(cfg, truth, bad_start, day, horizon, tau, camp + OFFER_DAYS, kappa, camp + BOOST_DAYS)
-    population = truth["signup_day"].to_numpy() < day
-    frame = pd.DataFrame({
-        "user_id": truth["user_id"],
-        "alive": alive,
-        "p_churn": np.where(alive, p_visit, 1.0),
-        "p_no_purchase": np.where(alive, p_buy, 1.0),
-    })
-    return frame[population].reset_index(drop=True)
-
-
-def true_uplift(world: str | Path) -> pd.DataFrame:
-    """Each campaign user's true uplift of each offer on retention over ``uplift_horizon`` days.
-
-    Retention is "any visit in ``[campaign day, + horizon)``"; uplift is its probability with the offer
-    minus without, from the latent state on the campaign day (zero for users already gone).
-
-    Returns:
-        ``user_id, offer_id, tau, true_uplift`` for every user in the campaign and every offer.
-    """
-    world = Path(world)
-    cfg = load_config(world)
-    day = cfg.campaign_day
-    exposures = pd.read_parquet(world / "exposures.parquet")
-    truth, bad_start, alive = _state(world, cfg, day)
-    in_campaign = truth["user_id"].isin(exposures.loc[exposures["experiment"] == CAMPAIGN, "unit_id"]).to_numpy()
-    truth, bad_start, alive = truth[in_campaign].reset_index(drop=True), bad_start[in_campaign], alive[in_campaign]
-    zeros = np.zeros(len(truth))
-    base, _ = _no_activity(cfg, truth, bad_start, day, cfg.uplift_horizon, zeros, day, zeros, day)
-    rows = []
-    for offer in OFFERS["offer_id"]:
-        tau = offer_tau(offer, truth["price_sensitivity"].to_numpy(), truth["engagement"].to_numpy())
-        kappa = np.full(len(truth), OFFER_KAPPA[offer])
-        treated, _ = _no_activity(cfg, truth, bad_start, day, cfg.uplift_horizon, tau, day + OFFER_DAYS, kappa,
-                                  day + BOOST_DAYS)
-        rows.append(pd.DataFrame({"user_id": truth["user_id"], "offer_id": offer, "tau": tau,
-                                  "true_uplift": np.where(alive, base - treated, 0.0)}))
-    return pd.concat(rows, ignore_index=True)
+    return pd.DataFrame(
+        {
+            "user_id": np.repeat(user_ids.astype(str), k),
+            "rank": np.tile(np.arange(1, k + 1), len(user_ids)),
+            "item_id": items["item_id"].to_numpy()[chosen.ravel()],
+            "prob": np.take_along_axis(prob, order, axis=1).ravel(),
+        }
+    )
