@@ -144,13 +144,73 @@ def analyze(
         DataError: If the experiment has no exposures or no control variant.
         ValueError: If a metric name is unknown.
     """
+    units = first_exposures(exposures, experiment=experiment)
+    if units.empty:
+        raise DataError(f"no exposures for experiment {experiment!r}")
+    analysis = analyze_units(
+        units=units,
+        joined=join_events(units, events),
+        data_end=events["ts"].max() if len(events) else None,
+        experiment=experiment,
+        metrics=metrics,
+        guardrails=guardrails,
+        window_days=window_days,
+        cuped=cuped,
+        pre_days=pre_days,
+        control=control,
+        shares=shares,
+        alpha=alpha,
+        correction=correction,
+        planned_n=planned_n,
+    )
+    dropped = int(events.attrs.get("dropped", 0)) + int(exposures.attrs.get("dropped", 0))
+    if dropped:
+        analysis.warnings.append(f"{dropped} rows with a missing id or unreadable timestamp were left out")
+    return analysis
+
+
+def analyze_units(
+    *,
+    units: pd.DataFrame,
+    joined: pd.DataFrame,
+    data_end: pd.Timestamp | None,
+    experiment: str,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    guardrails: Sequence[str] = (),
+    window_days: float | None = None,
+    cuped: bool = False,
+    pre_days: float = 14.0,
+    control: str = "control",
+    shares: Mapping[str, float] | None = None,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    planned_n: int | None = None,
+) -> Analysis:
+    """:func:`analyze` on already prepared units and joined events (lets a caller reuse one join).
+
+    Args:
+        units: Output of :func:`experiments.metrics.first_exposures` (not empty).
+        joined: Output of :func:`experiments.metrics.join_events` for those units.
+        data_end: Timestamp of the last event in the data (for retention maturity).
+        experiment: Experiment key.
+        metrics: See :func:`analyze`.
+        guardrails: See :func:`analyze`.
+        window_days: See :func:`analyze`.
+        cuped: See :func:`analyze`.
+        pre_days: See :func:`analyze`.
+        control: See :func:`analyze`.
+        shares: See :func:`analyze`.
+        alpha: See :func:`analyze`.
+        correction: See :func:`analyze`.
+        planned_n: See :func:`analyze`.
+
+    Returns:
+        The analysis.
+    """
     names = list(dict.fromkeys([*metrics, *guardrails]))
     parsed = {name: parse_metric(name) for name in names}
     if correction not in ("holm", "bh", "none"):
         raise ValueError(f"unknown correction {correction!r}; use holm, bh or none")
-    units = first_exposures(exposures, experiment=experiment)
-    if units.empty:
-        raise DataError(f"no exposures for experiment {experiment!r}")
     variants = sorted(units["variant"].unique(), key=lambda v: (v != control, v))
     if control not in variants:
         raise DataError(
@@ -164,8 +224,6 @@ def analyze(
     expected = {v: s / total_share for v, s in expected.items()}
     srm = stats.srm_p_value(counts=np.array(list(counts.values())), shares=np.array(list(expected.values())))
 
-    joined = join_events(units, events)
-    data_end = events["ts"].max() if len(events) else None
     arm = units["variant"].to_numpy()
     total_n = len(units)
     rows: list[Row] = []
@@ -202,9 +260,6 @@ def analyze(
         warnings.append(
             f"{mixed} units were exposed to more than one variant; each counts in its first variant"
         )
-    dropped = int(events.attrs.get("dropped", 0)) + int(exposures.attrs.get("dropped", 0))
-    if dropped:
-        warnings.append(f"{dropped} rows with a missing id or unreadable timestamp were left out")
     return Analysis(
         experiment=experiment,
         control=control,
@@ -313,68 +368,3 @@ def _clean(value: Any) -> Any:
         return int(value)
     number = float(value)
     return number if math.isfinite(number) else None
-
-
-def effect_over_time(
-    *,
-    exposures: pd.DataFrame,
-    events: pd.DataFrame,
-    experiment: str,
-    metrics: Sequence[str],
-    **options: Any,
-) -> pd.DataFrame:
-    """What a read would have shown at the end of each day of the experiment (cumulative).
-
-    The confidence sequences use one planned size for every day (the final number of units unless
-    ``planned_n`` is given), so they are valid across all the days together.
-
-    Args:
-        exposures: Exposures table.
-        events: Events table.
-        experiment: Experiment key.
-        metrics: Metric names.
-        **options: Further keyword arguments of :func:`analyze`.
-
-    Returns:
-        Columns ``day, metric, variant, n, diff_abs, ci_low, ci_high, cs_low, cs_high`` for non-control rows.
-    """
-    mine = exposures.loc[exposures["experiment"] == experiment]
-    if mine.empty:
-        raise DataError(f"no exposures for experiment {experiment!r}")
-    options.setdefault("planned_n", int(mine["unit_id"].nunique()))
-    options.pop("shares", None)
-    last = max(mine["ts"].max(), events["ts"].max()) if len(events) else mine["ts"].max()
-    days = pd.date_range(mine["ts"].min().normalize(), last.normalize(), freq="D")
-    records = []
-    for day in days:
-        cutoff = day + pd.Timedelta(days=1)
-        seen = mine.loc[mine["ts"] < cutoff]
-        if seen.empty:
-            continue
-        try:
-            result = analyze(
-                exposures=seen,
-                events=events.loc[events["ts"] < cutoff],
-                experiment=experiment,
-                metrics=metrics,
-                **options,
-            )
-        except DataError:
-            continue  # e.g. no control unit yet on the first day
-        for row in result.rows:
-            if row.variant != result.control:
-                records.append(
-                    {
-                        "day": day,
-                        "metric": row.metric,
-                        "variant": row.variant,
-                        "n": row.n,
-                        "diff_abs": row.diff_abs,
-                        "ci_low": row.ci_low,
-                        "ci_high": row.ci_high,
-                        "cs_low": row.cs_low,
-                        "cs_high": row.cs_high,
-                    }
-                )
-    columns = ["day", "metric", "variant", "n", "diff_abs", "ci_low", "ci_high", "cs_low", "cs_high"]
-    return pd.DataFrame.from_records(records, columns=columns)

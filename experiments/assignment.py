@@ -24,7 +24,9 @@ One unit is assigned to one experiment in this order (first failing step wins):
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,7 +150,7 @@ class Rule:
         return cls(attribute=attribute, op=op, values=values)
 
     def matches(self, attributes: Mapping[str, object]) -> bool:
-        """Whether one unit's attributes satisfy the rule.
+        """Whether one unit's attributes satisfy the rule (pure Python; same answer as :meth:`mask`).
 
         Args:
             attributes: The unit's attributes.
@@ -156,8 +158,19 @@ class Rule:
         Returns:
             True when the rule holds.
         """
-        frame = pd.DataFrame({self.attribute: [attributes.get(self.attribute)]})
-        return bool(self.mask(frame)[0])
+        value = attributes.get(self.attribute)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return False
+        if self.op in ("in", "not_in"):
+            return (str(value) in self.values) == (self.op == "in")
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+        bound = float(self.values[0])
+        return {">=": number >= bound, "<=": number <= bound, ">": number > bound, "<": number < bound}[
+            self.op
+        ]
 
     def mask(self, frame: pd.DataFrame) -> np.ndarray:
         """Vectorised :meth:`matches` over a table with one row per unit.
@@ -230,6 +243,15 @@ class Design:
         if self.layer is not None:
             check_salt(self.layer)
 
+    @property
+    def upper_bounds(self) -> tuple[int, ...]:
+        """:meth:`boundaries` as a tuple of ints (cached), for the single-unit path."""
+        cached = self.__dict__.get("_upper_bounds")
+        if cached is None:
+            cached = tuple(int(b) for b in self.boundaries())
+            object.__setattr__(self, "_upper_bounds", cached)
+        return cached
+
     def boundaries(self) -> np.ndarray:
         """Upper bucket bound of each variant: ``10000 * cumsum(weights) // sum(weights)``.
 
@@ -258,19 +280,6 @@ class Assignment:
     reason: str
 
 
-def variant_for_bucket(*, design: Design, bucket: int) -> str:
-    """The variant that owns a variant-hash bucket.
-
-    Args:
-        design: The experiment's design.
-        bucket: A bucket in ``[0, 10000)``.
-
-    Returns:
-        The variant name.
-    """
-    return design.variants[int(np.searchsorted(design.boundaries(), bucket, side="right"))]
-
-
 def assign(
     *,
     design: Design,
@@ -289,11 +298,31 @@ def assign(
     Returns:
         The assignment.
     """
-    frame = pd.DataFrame([dict(attributes or {})]) if design.targeting else None
-    variants, buckets, reasons = assign_many(
-        design=design, unit_ids=[unit_id], attributes=frame, holdout=holdout
+    # A plain-Python path: this is what a request handler calls for one unit at a time.
+    if (
+        holdout is not None
+        and holdout.buckets > 0
+        and bucket_v1(f"holdout/{holdout.salt}", unit_id) < holdout.buckets
+    ):
+        reason = HOLDOUT
+    elif design.targeting and not all(rule.matches(attributes or {}) for rule in design.targeting):
+        reason = NOT_TARGETED
+    elif design.layer is not None and not (
+        design.layer_slice[0] <= bucket_v1(f"layer/{design.layer}", unit_id) < design.layer_slice[1]
+    ):
+        reason = OUTSIDE_LAYER
+    elif (
+        design.coverage_buckets < BUCKETS
+        and bucket_v1(f"{design.salt}/coverage", unit_id) >= design.coverage_buckets
+    ):
+        reason = NOT_COVERED
+    else:
+        reason = ASSIGNED
+    bucket = bucket_v1(design.salt, unit_id)
+    variant = (
+        design.variants[bisect.bisect_right(design.upper_bounds, bucket)] if reason == ASSIGNED else None
     )
-    return Assignment(unit_id=unit_id, variant=variants[0], bucket=int(buckets[0]), reason=str(reasons[0]))
+    return Assignment(unit_id=unit_id, variant=variant, bucket=bucket, reason=reason)
 
 
 def assign_many(

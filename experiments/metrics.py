@@ -177,8 +177,8 @@ def join_events(units: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         events: The contract's events table.
 
     Returns:
-        Columns ``pos`` (row of ``units``), ``offset`` (days, negative before exposure), ``event_type``,
-        ``amount`` (0 where missing).
+        Columns ``pos`` (row of ``units``), ``ts``, ``offset`` (days, negative before exposure),
+        ``event_type``, ``amount`` (0 where missing).
     """
     index = pd.DataFrame(
         {"user_id": units["unit_id"], "pos": np.arange(len(units)), "first_ts": units["first_ts"]}
@@ -194,7 +194,7 @@ def join_events(units: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     )
     joined = slim.merge(index, on="user_id", how="inner")
     joined["offset"] = (joined["ts"] - joined["first_ts"]).dt.total_seconds() / 86_400.0
-    return joined[["pos", "offset", "event_type", "amount"]]
+    return joined[["pos", "ts", "offset", "event_type", "amount"]]
 
 
 def unit_values(

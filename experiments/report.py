@@ -8,15 +8,10 @@ import io
 import os
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from rich.table import Table
 
-matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from experiments.analysis import Analysis, Row  # noqa: E402
+from experiments.analysis import Analysis, Row
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -65,6 +60,13 @@ def results_table(analysis: Analysis, *, details: bool = False) -> Table:
 
 
 def _figure(metric: str, rows: list[Row], over_time: pd.DataFrame) -> str:
+    # Imported here so that reading results in a terminal does not pay for matplotlib.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
     treated = [r for r in rows if r.diff_abs is not None]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     for i, row in enumerate(treated):

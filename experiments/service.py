@@ -10,11 +10,12 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.analysis import DEFAULT_METRICS, Analysis, analyze, effect_over_time
+from experiments.analysis import DEFAULT_METRICS, Analysis, analyze
 from experiments.assignment import assign_many
 from experiments.definitions import RUNNING
 from experiments.exposures import Exposure, ExposureLog
 from experiments.metrics import read_table
+from experiments.over_time import effect_over_time
 from experiments.store import ExperimentStore, StoreError
 
 

@@ -22,6 +22,7 @@ Formulas (``t`` = treatment, ``c`` = control, variances with ``ddof=1``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -178,36 +179,45 @@ def normal_effect(*, estimate_t: float, estimate_c: float, variance: float, alph
     return Effect(diff=diff, rel=rel, se=se, ci_low=diff - half, ci_high=diff + half, p_value=p_value)
 
 
-def cuped_theta(*, y: np.ndarray, x: np.ndarray) -> float:
+def cuped_theta(*, y: np.ndarray, x: np.ndarray) -> Any:
     """CUPED coefficient ``cov(y, x) / var(x)`` pooled over both arms (0 when x is constant).
+
+    Works along the last axis, so a stack of simulated experiments is handled in one call.
 
     Args:
         y: Per-unit metric in the experiment window.
         x: Per-unit pre-exposure covariate.
 
     Returns:
-        θ.
+        θ: a float for 1-D input, else an array over the leading axes.
     """
     y, x = np.asarray(y, dtype=float), np.asarray(x, dtype=float)
-    if x.size < 2:
-        return 0.0
-    var_x = x.var(ddof=1)
-    return float(np.cov(y, x, ddof=1)[0, 1] / var_x) if var_x > 0 else 0.0
+    n = x.shape[-1]
+    if n < 2:
+        return 0.0 if x.ndim == 1 else np.zeros(x.shape[:-1])
+    dx = x - x.mean(axis=-1, keepdims=True)
+    dy = y - y.mean(axis=-1, keepdims=True)
+    var_x = (dx * dx).sum(axis=-1) / (n - 1)
+    cov_xy = (dx * dy).sum(axis=-1) / (n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.where(var_x > 0, cov_xy / var_x, 0.0)
+    return float(theta) if x.ndim == 1 else theta
 
 
-def cuped_adjust(*, y: np.ndarray, x: np.ndarray, theta: float, x_mean: float) -> np.ndarray:
+def cuped_adjust(*, y: np.ndarray, x: np.ndarray, theta: Any, x_mean: Any) -> np.ndarray:
     """CUPED-adjusted values ``y - θ (x - x̄)``; the mean over all units is unchanged.
 
     Args:
-        y: Per-unit metric.
+        y: Per-unit metric (last axis = units).
         x: Per-unit covariate.
-        theta: Coefficient from :func:`cuped_theta`.
-        x_mean: Mean of the covariate over all units of both arms.
+        theta: Coefficient(s) from :func:`cuped_theta`.
+        x_mean: Mean(s) of the covariate over all units of both arms.
 
     Returns:
         Adjusted per-unit values.
     """
-    return np.asarray(y, dtype=float) - theta * (np.asarray(x, dtype=float) - x_mean)
+    theta_, mean_ = np.asarray(theta, dtype=float)[..., None], np.asarray(x_mean, dtype=float)[..., None]
+    return np.asarray(y, dtype=float) - theta_ * (np.asarray(x, dtype=float) - mean_)
 
 
 def srm_p_value(*, counts: np.ndarray, shares: np.ndarray) -> float:

@@ -20,22 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
     Connection,
-    DateTime,
     Engine,
-    Integer,
     MetaData,
-    String,
-    Table,
-    Text,
     select,
 )
 
-from experiments.assignment import BUCKETS, Holdout, Rule, allocate_slice, check_salt, to_buckets
+from experiments.assignment import Holdout, allocate_slice, check_salt, to_buckets
 from experiments.db import check_prefix, make_engine, upsert
 from experiments.definitions import DRAFT, RUNNING, STOPPED, Experiment
+from experiments.schema import from_row, store_tables, to_row
 
 GUARDED = ("variants", "weights", "salt")
 EDITABLE = (
@@ -90,44 +84,7 @@ class ExperimentStore:
         self.engine = engine
         prefix = check_prefix(table_prefix)
         self.metadata = MetaData()
-        self.experiments = Table(
-            f"{prefix}experiments",
-            self.metadata,
-            Column("key", String(64), primary_key=True),
-            Column("status", String(16), nullable=False),
-            Column("salt", String(64), nullable=False),
-            Column("hash_version", Integer, nullable=False),
-            Column("variants", Text, nullable=False),
-            Column("coverage_buckets", Integer, nullable=False),
-            Column("layer", String(64), nullable=True, index=True),
-            Column("layer_start", Integer, nullable=False),
-            Column("layer_end", Integer, nullable=False),
-            Column("targeting", Text, nullable=False),
-            Column("metrics", Text, nullable=False),
-            Column("guardrails", Text, nullable=False),
-            Column("description", Text, nullable=False),
-            Column("revision", Integer, nullable=False),
-            Column("created_at", DateTime, nullable=False),
-            Column("started_at", DateTime, nullable=True),
-            Column("stopped_at", DateTime, nullable=True),
-        )
-        self.changes = Table(
-            f"{prefix}experiment_changes",
-            self.metadata,
-            Column("id", Integer, primary_key=True, autoincrement=True),
-            Column("experiment", String(64), nullable=False, index=True),
-            Column("at", DateTime, nullable=False),
-            Column("action", String(16), nullable=False),
-            Column("forced", Boolean, nullable=False),
-            Column("before", Text, nullable=False),
-            Column("after", Text, nullable=False),
-        )
-        self.settings = Table(
-            f"{prefix}experiment_settings",
-            self.metadata,
-            Column("name", String(128), primary_key=True),
-            Column("value", Text, nullable=False),
-        )
+        self.experiments, self.changes, self.settings = store_tables(self.metadata, prefix)
         self.metadata.create_all(self.engine)
 
     def drop_tables(self) -> None:
@@ -164,7 +121,7 @@ class ExperimentStore:
             row = (
                 conn.execute(select(self.experiments).where(self.experiments.c.key == key)).mappings().first()
             )
-        return _from_row(row) if row is not None else None
+        return from_row(row) if row is not None else None
 
     def list_experiments(self, *, status: str | None = None) -> list[Experiment]:
         """All experiments, ordered by key.
@@ -179,7 +136,7 @@ class ExperimentStore:
         if status is not None:
             query = query.where(self.experiments.c.status == status)
         with self.engine.connect() as conn:
-            return [_from_row(row) for row in conn.execute(query).mappings()]
+            return [from_row(row) for row in conn.execute(query).mappings()]
 
     def history(self, key: str) -> list[Change]:
         """The change log of one experiment, oldest first.
@@ -254,7 +211,7 @@ class ExperimentStore:
             experiment = experiment.replace(
                 status=DRAFT, revision=1, created_at=now, started_at=None, stopped_at=None
             )
-            conn.execute(self.experiments.insert().values(**_to_row(experiment)))
+            conn.execute(self.experiments.insert().values(**to_row(experiment)))
             self._record(conn, experiment.key, "create", False, {}, experiment.to_dict(), now)
         return experiment
 
@@ -386,7 +343,7 @@ class ExperimentStore:
         row = conn.execute(query).mappings().first()
         if row is None:
             raise StoreError(f"no experiment {key!r} in the store")
-        return _from_row(row)
+        return from_row(row)
 
     def _exists(self, conn: Connection, key: str) -> bool:
         query = select(self.experiments.c.key).where(self.experiments.c.key == key)
@@ -394,7 +351,7 @@ class ExperimentStore:
 
     def _write(self, conn: Connection, experiment: Experiment, revision: int) -> None:
         # The revision check makes a concurrent edit fail loudly instead of being lost.
-        row = _to_row(experiment)
+        row = to_row(experiment)
         key = row.pop("key")
         table = self.experiments
         result = conn.execute(
@@ -443,50 +400,3 @@ class ExperimentStore:
 
 def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
-
-
-def _to_row(experiment: Experiment) -> dict[str, Any]:
-    return {
-        "key": experiment.key,
-        "status": experiment.status,
-        "salt": experiment.salt,
-        "hash_version": experiment.hash_version,
-        "variants": json.dumps(
-            [[n, w] for n, w in zip(experiment.variants, experiment.weights, strict=True)]
-        ),
-        "coverage_buckets": experiment.coverage_buckets,
-        "layer": experiment.layer,
-        "layer_start": experiment.layer_slice[0],
-        "layer_end": experiment.layer_slice[1],
-        "targeting": json.dumps([[r.attribute, r.op, list(r.values)] for r in experiment.targeting]),
-        "metrics": json.dumps(list(experiment.metrics)),
-        "guardrails": json.dumps(list(experiment.guardrails)),
-        "description": experiment.description,
-        "revision": experiment.revision,
-        "created_at": experiment.created_at,
-        "started_at": experiment.started_at,
-        "stopped_at": experiment.stopped_at,
-    }
-
-
-def _from_row(row: Any) -> Experiment:
-    variants = json.loads(row["variants"])
-    return Experiment(
-        key=row["key"],
-        status=row["status"],
-        salt=row["salt"],
-        hash_version=row["hash_version"],
-        variants=tuple(name for name, _ in variants),
-        weights=tuple(int(weight) for _, weight in variants),
-        coverage_buckets=int(row["coverage_buckets"]),
-        layer=row["layer"],
-        layer_slice=(int(row["layer_start"]), int(row["layer_end"])) if row["layer"] else (0, BUCKETS),
-        targeting=tuple(Rule(a, op, tuple(v)) for a, op, v in json.loads(row["targeting"])),
-        metrics=tuple(json.loads(row["metrics"])),
-        guardrails=tuple(json.loads(row["guardrails"])),
-        description=row["description"],
-        revision=int(row["revision"]),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        stopped_at=row["stopped_at"],
-    )

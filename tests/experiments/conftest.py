@@ -31,7 +31,7 @@ def simulate_folder(
     path: Path,
     *,
     seed: int = 7,
-    units: int = 3000,
+    units: int = 2000,
     variants: tuple[str, ...] = ("control", "treatment", "bigger"),
     lifts: tuple[float, ...] = (1.0, 1.25, 1.1),
     probabilities: tuple[float, ...] | None = None,

@@ -16,8 +16,9 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from experiments.analysis import analyze, effect_over_time
+from experiments.analysis import analyze
 from experiments.metrics import DataError, parse_metric, read_table
+from experiments.over_time import effect_over_time
 
 TOL = 1e-6
 METRICS = ["conversion", "revenue", "orders", "net_revenue", "any:add_to_cart", "count:view", "retention:25"]
@@ -256,6 +257,22 @@ def test_effect_over_time_ends_at_the_full_read(tables: Any) -> None:
         if row.diff_abs is not None:
             assert last.loc[row.variant, "diff_abs"] == pytest.approx(row.diff_abs, abs=TOL)
     assert over_time.groupby("variant")["n"].apply(lambda s: s.is_monotonic_increasing).all()
+    # A middle day equals a plain read of the data cut at the end of that day.
+    day = over_time["day"].sort_values().unique()[6]
+    cutoff = pd.Timestamp(day) + pd.Timedelta(days=1)
+    cut = analyze(
+        exposures=exposures[exposures["ts"] < cutoff],
+        events=events[events["ts"] < cutoff],
+        experiment="exp1",
+        metrics=["orders"],
+        planned_n=int(exposures.loc[exposures["experiment"] == "exp1", "unit_id"].nunique()),
+    )
+    middle = over_time[over_time["day"] == day].set_index("variant")
+    for row in cut.rows:
+        if row.diff_abs is not None:
+            assert middle.loc[row.variant, "n"] == row.n
+            assert middle.loc[row.variant, "diff_abs"] == pytest.approx(row.diff_abs, abs=TOL)
+            assert middle.loc[row.variant, "cs_low"] == pytest.approx(row.cs_low, abs=TOL)
     assert (over_time["cs_low"] <= over_time["ci_low"] + 1e-12).all()
 
 

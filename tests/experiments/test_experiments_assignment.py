@@ -251,3 +251,20 @@ def test_bad_designs_are_refused() -> None:
         Design(salt="s", variants=("a", "b"), weights=(1, 0))
     with pytest.raises(ValueError):
         Design(salt="s", variants=("a", "b"), weights=(1, 1), layer="l", layer_slice=(5000, 5000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=st.one_of(
+        st.none(),
+        st.integers(-50, 50),
+        st.floats(-50, 50),
+        st.just(float("nan")),
+        st.sampled_from(["FR", "DE", "30", "x", ""]),
+    ),
+    rule=st.sampled_from(["k=FR,DE", "k!=FR", "k=30", "k>=30", "k<0", "k>-1.5", "k<=30"]),
+)
+def test_single_unit_rule_matches_the_vectorised_mask(value: object, rule: str) -> None:
+    parsed = Rule.parse(rule)
+    frame = pd.DataFrame({"k": pd.Series([value], dtype=object)})
+    assert parsed.matches({"k": value}) == bool(parsed.mask(frame)[0])

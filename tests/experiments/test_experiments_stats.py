@@ -110,6 +110,8 @@ def test_cuped_matches_ols_slope_and_statsmodels_ttest() -> None:
     assert effect.p_value == pytest.approx(p_value, abs=TOL)
     assert (effect.ci_low, effect.ci_high) == (pytest.approx(low, abs=TOL), pytest.approx(high, abs=TOL))
     assert stats.cuped_theta(y=y, x=np.ones(n)) == 0.0
+    stacked = stats.cuped_theta(y=np.vstack([y, 2 * y]), x=np.vstack([x, x]))
+    np.testing.assert_allclose(stacked, [slope, 2 * slope], atol=TOL)
 
 
 def test_srm_matches_the_chi_square_formula() -> None:
@@ -128,7 +130,7 @@ def test_srm_matches_the_chi_square_formula() -> None:
 @pytest.mark.parametrize(("method", "reference"), [("holm", "holm"), ("bh", "fdr_bh")])
 def test_multiple_testing_matches_statsmodels(method: str, reference: str) -> None:
     rng = np.random.default_rng(4)
-    for _ in range(50):
+    for _ in range(8):  # statsmodels' multipletests runs gc.collect() on every call: keep the count small
         p = np.concatenate([rng.uniform(0, 0.05, rng.integers(1, 4)), rng.uniform(0, 1, rng.integers(1, 8))])
         rng.shuffle(p)
         np.testing.assert_allclose(
