@@ -20,33 +20,35 @@ from training.datasets import BacktestSet, labelled_snapshot
 from training.evaluate import metrics_table
 
 
-def oracle_table(
-    result: TrainResult, data_dir: str | Path, target: date, *, horizon: int, lookback: int = 365
+def out_of_time_table(
+    result: TrainResult,
+    data_dir: str | Path,
+    target: date,
+    *,
+    horizon: int,
+    lookback: int = 365,
+    oracle: bool = False,
 ) -> pd.DataFrame:
-    """Metrics of the model, the baselines and the oracle on the population as of ``target``.
+    """Metrics of the model and the baselines (and the oracle) on the population as of ``target``.
+
+    The labels come from ``[target, target + horizon)``, which the model never saw: this is the test a
+    model trained as of ``target`` faces in production.
 
     Args:
         result: A model trained as of ``target`` (:func:`training.churn.train_kind`).
-        data_dir: A simulated data folder whose events reach ``target + horizon``.
+        data_dir: A data folder whose events reach ``target + horizon``.
         target: The as-of date of the test.
         horizon: Label window in days.
         lookback: Population look-back, as in training.
+        oracle: Add the simulator's true probabilities (simulated data folders only) and ``auc_ratio``,
+            each ROC-AUC over the oracle's.
 
     Returns:
-        One row per model (``oracle`` last) with the usual metrics; ``auc_ratio`` is each ROC-AUC over
-        the oracle's.
+        One row per model (``oracle`` last when asked) with the usual metrics.
     """
     from features.contract import load_table
-    from features.simulate import true_churn_probability
 
     test = labelled_snapshot(data_dir, target, horizon=horizon, kind=result.kind, lookback=lookback)
-    truth = true_churn_probability(data_dir, pd.Timestamp(target), horizon)
-    column = "p_churn" if result.kind == "churn" else "p_no_purchase"
-    oracle = test[["user_id"]].merge(truth, on="user_id", how="left")[column].to_numpy()
-    if np.isnan(oracle).any():
-        raise ValueError("the oracle lacks some users of the test population")
-    if result.kind != "churn":
-        oracle = 1.0 - oracle
     events = load_table(data_dir, "events", required=True)
     assert events is not None
     events = events.loc[events["ts"] < pd.Timestamp(target)]
@@ -61,8 +63,21 @@ def oracle_table(
         skipped=bt.skipped,
     )
     scores = holdout_scores(result.model, shifted, events, horizon, result.kind)
-    scores["oracle"] = oracle
+    if oracle:
+        scores["oracle"] = _oracle(data_dir, test, target, horizon, result.kind)
     table = metrics_table(test["label"].to_numpy(), scores)
-    auc = table["roc_auc"].to_numpy()
-    table["auc_ratio"] = auc / auc[-1]  # the oracle is the last row
+    if oracle:
+        auc = table["roc_auc"].to_numpy()
+        table["auc_ratio"] = auc / auc[-1]  # the oracle is the last row
     return table
+
+
+def _oracle(data_dir: str | Path, test: pd.DataFrame, target: date, horizon: int, kind: str) -> np.ndarray:
+    from features.simulate import true_churn_probability
+
+    truth = true_churn_probability(data_dir, pd.Timestamp(target), horizon)
+    column = "p_churn" if kind == "churn" else "p_no_purchase"
+    oracle = test[["user_id"]].merge(truth, on="user_id", how="left")[column].to_numpy()
+    if np.isnan(oracle).any():
+        raise ValueError("the oracle lacks some users of the test population")
+    return oracle if kind == "churn" else 1.0 - oracle
