@@ -337,7 +337,13 @@ def analyze(
     control: Annotated[str, typer.Option(help="Baseline variant.")] = "control",
     correction: Annotated[str, typer.Option(help="holm, bh or none (across metrics).")] = "holm",
     alpha: Annotated[float, typer.Option(help="1 - confidence level.")] = 0.05,
-    planned_units: Annotated[int | None, typer.Option(help="Planned units for the always-valid CI.")] = None,
+    planned_units: Annotated[
+        int | None,
+        typer.Option(
+            help="Planned units, fixed before the test: where the always-valid CI is tightest "
+            "(default: units seen so far)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     details: Annotated[
         bool, typer.Option("--details", help="Add adjusted p, always-valid CI, flags to JSON.")
@@ -385,6 +391,11 @@ def analyze(
             _say(
                 f"read {read.exposures_rows} exposure rows and {read.events_rows} events from {data}; "
                 f"sample-ratio check against {shares}; {correction} correction across metrics"
+                + (
+                    f"; CUPED with the {pre_days:g} days before exposure (ratio metrics unadjusted)"
+                    if cuped
+                    else ""
+                )
             )
         for warning in analysis.warnings:
             _note(f"warning: {warning}")
