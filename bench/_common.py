@@ -33,7 +33,11 @@ def record(name: str, figures: dict[str, object]) -> Path:
     path = RESULTS / f"{name}.json"
     payload = {
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         **figures,
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")

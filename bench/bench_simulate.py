@@ -19,11 +19,17 @@ def main(users: int = 100_000, days: int = 365) -> None:
         )
         seconds, peak_mib, out = run_child(code)
     events = int(out.strip().splitlines()[-1])
-    record("simulate", {
-        "users": users, "days": days, "events": events,
-        "seconds": round(seconds, 1), "peak_memory_mib": round(peak_mib),
-        "targets": {"seconds": 120, "peak_memory_mib": 4096},
-    })
+    record(
+        "simulate",
+        {
+            "users": users,
+            "days": days,
+            "events": events,
+            "seconds": round(seconds, 1),
+            "peak_memory_mib": round(peak_mib),
+            "targets": {"seconds": 120, "peak_memory_mib": 4096},
+        },
+    )
 
 
 if __name__ == "__main__":

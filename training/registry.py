@@ -107,8 +107,10 @@ def promote(
         better = score > champion_score if higher_is_better else score < champion_score
         alias = CHAMPION if better else CHALLENGER
         verb = "beats" if better else "does not beat"
-        reason = (f"version {version} {verb} champion version {champion.version} on the same holdout: "
-                  f"{metric} {score:.4f} vs {champion_score:.4f}")
+        reason = (
+            f"version {version} {verb} champion version {champion.version} on the same holdout: "
+            f"{metric} {score:.4f} vs {champion_score:.4f}"
+        )
         if better:
             reason += "; champion moves to the new version"
         else:
@@ -116,5 +118,11 @@ def promote(
     client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, f"holdout_{metric}", f"{score:.6f}")
     client.set_model_version_tag(name, version, "promotion", reason)
-    return Decision(name=name, version=str(version), alias=alias, reason=reason, score=score,
-                    champion_score=champion_score)
+    return Decision(
+        name=name,
+        version=str(version),
+        alias=alias,
+        reason=reason,
+        score=score,
+        champion_score=champion_score,
+    )

@@ -14,8 +14,12 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", help="Data folder to write (created if missing).")],
     users: Annotated[int, typer.Option("--users", min=10, help="Users who sign up over the span.")] = 2000,
     days: Annotated[int, typer.Option("--days", min=7, help="Days to simulate.")] = 240,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives identical files.")] = 0,
-    start: Annotated[str, typer.Option("--start", help="First simulated day, YYYY-MM-DD (UTC).")] = "2025-01-01",
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed gives identical files.")
+    ] = 0,
+    start: Annotated[
+        str, typer.Option("--start", help="First simulated day, YYYY-MM-DD (UTC).")
+    ] = "2025-01-01",
 ) -> None:
     """Simulate an online store and write its data folder plus the ground truth.
 
@@ -37,11 +41,18 @@ def ingest(
     users: Annotated[Path | None, typer.Option("--users", help="Users file (.csv or .parquet).")] = None,
     items: Annotated[Path | None, typer.Option("--items", help="Items file (.csv or .parquet).")] = None,
     preset: Annotated[str | None, typer.Option("--preset", help="A known layout: online-retail.")] = None,
-    map_: Annotated[str | None, typer.Option(
-        "--map", help="Contract column = source column, comma-separated: user_id=CustomerID,ts=InvoiceDate.")] = None,
+    map_: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="Contract column = source column, comma-separated: user_id=CustomerID,ts=InvoiceDate.",
+        ),
+    ] = None,
     tz: Annotated[str, typer.Option("--tz", help="Time zone of timestamps that carry none.")] = "UTC",
-    event_type: Annotated[str | None, typer.Option(
-        "--event-type", help="Event type for every row when the file has no event type column.")] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option("--event-type", help="Event type for every row when the file has no event type column."),
+    ] = None,
 ) -> None:
     """Bring your own data into the contract: map columns, quarantine bad rows, write Parquet.
 
@@ -55,8 +66,16 @@ def ingest(
     with step("ingest") as started:
         if preset is None and not map_ and event_type is None:
             raise ValueError("give --preset online-retail or --map user_id=COL,ts=COL,event_type=COL")
-        report = run(events, out, users_path=users, items_path=items, mapping=parse_mapping(map_), preset=preset,
-                     tz=tz, event_type=event_type)
+        report = run(
+            events,
+            out,
+            users_path=users,
+            items_path=items,
+            mapping=parse_mapping(map_),
+            preset=preset,
+            tz=tz,
+            event_type=event_type,
+        )
         rows: dict[str, object] = {f"{k} read": v for k, v in report.rows_read.items()}
         rows.update({f"{k} written": v for k, v in report.rows_written.items()})
         for table, reasons in report.quarantined.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +13,7 @@ import typer
 from userops.console import step, summary
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     churn = "churn"
     propensity = "propensity"
     recommender = "recommender"
@@ -30,7 +30,9 @@ def tracking_uri_for(data: Path) -> str:
 def train(
     kind: Annotated[Kind, typer.Argument(help="Which model to train.")],
     data: Annotated[Path, typer.Option("--data", help="Data folder (events, users, items, offers).")],
-    as_of: Annotated[str, typer.Option("--as-of", help="Target date YYYY-MM-DD: training uses events before it.")],
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Target date YYYY-MM-DD: training uses events before it.")
+    ],
     horizon: Annotated[int, typer.Option("--horizon", min=1, help="Label window in days.")] = 90,
 ) -> None:
     """Train one model kind as of a date, evaluate it beside its baselines, log and register it in MLflow.
@@ -44,12 +46,14 @@ def train(
         target = date.fromisoformat(as_of)
         uri = tracking_uri_for(data)
         if kind in (Kind.churn, Kind.propensity):
-            from training.churn import train_and_register
+            from training import churn as trainer
         elif kind is Kind.recommender:
-            from training.recommend import train_and_register  # type: ignore[no-redef]
+            from training import recommend as trainer  # type: ignore[no-redef]
         else:
             raise ValueError("offers: the next-best-offer model is not built yet (see the offers issue)")
-        rows = train_and_register(data_dir=data, as_of=target, horizon=horizon, tracking_uri=uri, kind=kind.value)
+        rows = trainer.train_and_register(
+            data_dir=data, as_of=target, horizon=horizon, tracking_uri=uri, kind=kind.value
+        )
         summary(f"train {kind.value}", {**rows, "tracking": uri}, started)
 
 

@@ -10,7 +10,9 @@ import pytest
 from features.contract import ContractError
 from features.ingest import ingest, parse_mapping
 
-RETAIL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "online_retail" / "online_retail.parquet"
+RETAIL = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "online_retail" / "online_retail.parquet"
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +54,28 @@ def test_online_retail_times_are_converted_from_uk_local_time_to_utc(retail: Pat
     summer = raw[raw["InvoiceDate"].dt.month == 7].iloc[0]
     winter = raw[raw["InvoiceDate"].dt.month == 1].iloc[0]
     for line, shift in ((summer, pd.Timedelta(hours=1)), (winter, pd.Timedelta(0))):
-        match = events[(events["session_id"] == str(line["InvoiceNo"])) & (events["item_id"] == line["StockCode"])]
+        match = events[
+            (events["session_id"] == str(line["InvoiceNo"])) & (events["item_id"] == line["StockCode"])
+        ]
         assert (match["ts"] == line["InvoiceDate"] - shift).all() and len(match) >= 1
 
 
 def test_mapping_with_a_time_zone_and_quarantine(tmp_path: Path) -> None:
-    source = pd.DataFrame({
-        "who": ["1", "2", None, "3"],
-        "when": ["2025-07-01 10:00", "2025-01-01 10:00", "2025-01-01 10:00", "yesterday-ish"],
-        "what": ["purchase", "view", "view", "view"],
-        "paid": ["10", None, None, None],
-    })
+    source = pd.DataFrame(
+        {
+            "who": ["1", "2", None, "3"],
+            "when": ["2025-07-01 10:00", "2025-01-01 10:00", "2025-01-01 10:00", "yesterday-ish"],
+            "what": ["purchase", "view", "view", "view"],
+            "paid": ["10", None, None, None],
+        }
+    )
     source.to_csv(tmp_path / "in.csv", index=False)
-    report = ingest(tmp_path / "in.csv", tmp_path / "out", tz="Europe/Berlin",
-                    mapping=parse_mapping("user_id=who,ts=when,event_type=what,amount=paid"))
+    report = ingest(
+        tmp_path / "in.csv",
+        tmp_path / "out",
+        tz="Europe/Berlin",
+        mapping=parse_mapping("user_id=who,ts=when,event_type=what,amount=paid"),
+    )
     events = pd.read_parquet(tmp_path / "out" / "events.parquet")
     assert events["ts"].tolist() == [pd.Timestamp("2025-07-01 08:00"), pd.Timestamp("2025-01-01 09:00")]
     assert report.quarantined["events"] == {"missing user_id": 1, "unparsable ts": 1}

@@ -14,8 +14,11 @@ from features.simulate import WorldConfig, simulate, true_churn_probability
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_byte_identical_worlds(tmp_path: Path) -> None:
@@ -47,15 +50,22 @@ def test_the_world_obeys_the_contract(world: Path) -> None:
     assert (users.set_index("user_id")["signup_ts"].loc[first.index] <= first).all()
     assert events["ts"].max() < pd.Timestamp("2025-01-01") + pd.Timedelta(days=300)
     exposures = load_table(world, "exposures")
-    assert exposures is not None and set(exposures["variant"]) == {"control", "discount_10", "free_shipping",
-                                                                     "points_500"}
+    assert exposures is not None and set(exposures["variant"]) == {
+        "control",
+        "discount_10",
+        "free_shipping",
+        "points_500",
+    }
 
 
 def _realized_churn(world: Path, as_of: str, horizon: int) -> pd.Series:
     events = pd.read_parquet(world / "events.parquet", columns=["user_id", "ts", "event_type"])
     start = pd.Timestamp(as_of)
-    window = events[(events["ts"] >= start) & (events["ts"] < start + pd.Timedelta(days=horizon))
-                    & (events["event_type"] != "refund")]
+    window = events[
+        (events["ts"] >= start)
+        & (events["ts"] < start + pd.Timedelta(days=horizon))
+        & (events["event_type"] != "refund")
+    ]
     return pd.Series(True, index=pd.Index(sorted(set(events["user_id"])))).drop(window["user_id"].unique())
 
 

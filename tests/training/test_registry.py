@@ -33,15 +33,23 @@ def test_champion_moves_only_when_beaten_on_the_same_holdout(tmp_path: Path) -> 
     def score(model_uri: str) -> float:  # closeness of the constant to the target, on the holdout
         return -abs(mlflow.pyfunc.load_model(model_uri).predict(holdout)[0] - target)
 
-    first = promote(tracking_uri=uri, name="toy", model_uri=_log(0.5), score=-0.2, metric="neg_err",
-                    score_champion=score)
+    first = promote(
+        tracking_uri=uri, name="toy", model_uri=_log(0.5), score=-0.2, metric="neg_err", score_champion=score
+    )
     assert first.alias == CHAMPION and first.champion_score is None
-    worse = promote(tracking_uri=uri, name="toy", model_uri=_log(0.1), score=-0.6, metric="neg_err",
-                    score_champion=score)
+    worse = promote(
+        tracking_uri=uri, name="toy", model_uri=_log(0.1), score=-0.6, metric="neg_err", score_champion=score
+    )
     assert worse.alias == CHALLENGER and "does not beat" in worse.reason
     assert abs(worse.champion_score - (-0.2)) < 1e-9  # the champion was re-scored on the holdout
-    better = promote(tracking_uri=uri, name="toy", model_uri=_log(0.69), score=-0.01, metric="neg_err",
-                     score_champion=score)
+    better = promote(
+        tracking_uri=uri,
+        name="toy",
+        model_uri=_log(0.69),
+        score=-0.01,
+        metric="neg_err",
+        score_champion=score,
+    )
     assert better.alias == CHAMPION
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert str(client.get_model_version_by_alias("toy", CHAMPION).version) == better.version

@@ -34,18 +34,40 @@ def test_simulate_then_ingest_round_trip(tmp_path: Path) -> None:
     events = pd.read_parquet(tmp_path / "w" / "events.parquet")
     events.loc[3, "user_id"] = None
     events.to_csv(tmp_path / "mine.csv", index=False)
-    result = runner.invoke(app, ["ingest", "--events", str(tmp_path / "mine.csv"), "--out", str(tmp_path / "o"),
-                                 "--map", "user_id=user_id,ts=ts,event_type=event_type"])
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--events",
+            str(tmp_path / "mine.csv"),
+            "--out",
+            str(tmp_path / "o"),
+            "--map",
+            "user_id=user_id,ts=ts,event_type=event_type",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "missing user_id" in result.output
     assert len(pd.read_parquet(tmp_path / "o" / "events.parquet")) == len(events) - 1
 
 
 def test_failures_are_one_line_with_a_non_zero_exit(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["ingest", "--events", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"),
-                                 "--map", "user_id=a"])
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--events",
+            str(tmp_path / "nope.csv"),
+            "--out",
+            str(tmp_path / "o"),
+            "--map",
+            "user_id=a",
+        ],
+    )
     assert result.exit_code == 1
     assert "error: ingest:" in result.output and "no such file" in result.output
     assert "Traceback" not in result.output
-    result = runner.invoke(app, ["ingest", "--events", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["ingest", "--events", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1 and "--preset" in result.output
