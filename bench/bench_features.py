@@ -1,0 +1,191 @@
+"""Benchmark: the feature job on a simulated world of 10M+ events, against a straightforward pandas version.
+
+Figures, each measured in a fresh interpreter (work time excludes start-up and imports; peak memory is
+the child's own high-water mark):
+
+* full rebuild: ``run_job(..., full=True)`` as of the last day: every event aggregated, daily table kept;
+* incremental: the next day's snapshot, after one more day of events, from the kept daily table;
+* pandas: the same features, the obvious way (a groupby per window), as of the same day;
+* online copy: writing the snapshot to the embedded SQLite store.
+
+Targets on 2 cores: full rebuild >= 5M events/s and >= 3x pandas; incremental < 1/5 of the full rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import record, run_child  # noqa: E402
+
+BENCH_DIR = str(Path(__file__).resolve().parent)
+_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {bench!r})
+started = time.perf_counter()
+{body}
+print(json.dumps({{"seconds": time.perf_counter() - started,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}}))
+"""
+
+
+def _child(body: str) -> dict:
+    """Run ``body`` in a fresh interpreter; it sets ``extra`` (a dict). Returns its figures and wall time."""
+    wall, _, out = run_child(_CHILD.format(bench=BENCH_DIR, body=body))
+    figures = json.loads(out.strip().splitlines()[-1])
+    figures["wall_seconds"] = wall
+    return figures
+
+
+def pandas_features(data: str | Path, as_of: str | pd.Timestamp) -> pd.DataFrame:
+    """The snapshot's behavioural features, written the obvious pandas way (the comparison, not product)."""
+    data, as_of = Path(data), pd.Timestamp(as_of)
+    ev = pd.read_parquet(data / "events.parquet", columns=["user_id", "ts", "event_type", "item_id", "amount",
+                                                           "session_id"])
+    ev = ev[ev["ts"] < as_of]
+    users = pd.read_parquet(data / "users.parquet")
+    users = users[users["signup_ts"] < as_of].set_index("user_id")
+    a_day = (as_of - pd.Timestamp("1970-01-01")).days
+    ev["day"] = (ev["ts"] - pd.Timestamp("1970-01-01")).dt.days
+    ev["age"] = a_day - ev["day"]
+    act = ev[ev["event_type"] != "refund"]
+    buy = ev[ev["event_type"] == "purchase"]
+    out = pd.DataFrame(index=users.index)
+    for n in (7, 30, 90, 180):
+        out[f"events_{n}d"] = act[act["age"] <= n].groupby("user_id").size()
+        b = buy[buy["age"] <= n]
+        out[f"orders_{n}d"] = b.drop_duplicates(["user_id", "day", "session_id"]).groupby("user_id").size()
+        out[f"spend_{n}d"] = b.groupby("user_id")["amount"].sum()
+    out["days_since_last_event"] = a_day - act.groupby("user_id")["day"].max()
+    out["days_since_last_purchase"] = a_day - buy.groupby("user_id")["day"].max()
+    days = act.drop_duplicates(["user_id", "day"])
+    out["active_days_30d"] = days[days["age"] <= 30].groupby("user_id").size()
+    out["active_days_90d"] = days[days["age"] <= 90].groupby("user_id").size()
+    out["orders_total"] = buy.drop_duplicates(["user_id", "day", "session_id"]).groupby("user_id").size()
+    out["spend_total"] = buy.groupby("user_id")["amount"].sum()
+    a90 = act[act["age"] <= 90]
+    sessions = a90.drop_duplicates(["user_id", "day", "session_id"]).groupby("user_id").size()
+    counts = [c for c in out.columns if not c.startswith("days_since") and not c.startswith("spend")]
+    out[counts] = out[counts].fillna(0)
+    out[[c for c in out.columns if c.startswith("spend")]] = out.filter(like="spend").fillna(0.0)
+    per_day = sessions.reindex(out.index) / out["active_days_90d"].replace(0, np.nan)
+    out["sessions_per_active_day_90d"] = per_day
+    out["avg_order_value"] = out["spend_total"] / out["orders_total"].replace(0, np.nan)
+    refunds = ev[ev["event_type"] == "refund"].groupby("user_id").size().reindex(out.index).fillna(0)
+    out["refund_ratio"] = refunds / buy.groupby("user_id").size().reindex(out.index)
+    pdays = buy.drop_duplicates(["user_id", "day"]).sort_values(["user_id", "day"])
+    gaps = pdays.groupby("user_id")["day"].diff()
+    out["purchase_gap_mean_days"] = gaps.groupby(pdays["user_id"]).mean()
+    out["purchase_gap_std_days"] = gaps.groupby(pdays["user_id"]).std()
+    out["purchase_overdue_ratio"] = out["days_since_last_purchase"] / out["purchase_gap_mean_days"]
+    prior_e = act[(act["age"] > 30) & (act["age"] <= 60)].groupby("user_id").size()
+    prior_e = prior_e.reindex(out.index).fillna(0)
+    prior_s = buy[(buy["age"] > 30) & (buy["age"] <= 60)].groupby("user_id")["amount"].sum()
+    prior_s = prior_s.reindex(out.index).fillna(0.0)
+    recent = out["events_30d"]
+    out["activity_trend_30d"] = (recent - prior_e) / (recent + prior_e).replace(0, np.nan)
+    out["spend_trend_30d"] = (out["spend_30d"] - prior_s) / (out["spend_30d"] + prior_s).replace(0, np.nan)
+    out["tenure_days"] = a_day - (users["signup_ts"] - pd.Timestamp("1970-01-01")).dt.days
+    items = pd.read_parquet(data / "items.parquet")
+    touched = a90[a90["item_id"].notna()].merge(items[["item_id", "category"]], on="item_id", how="left")
+    out["distinct_items_90d"] = touched.groupby("user_id")["item_id"].nunique()
+    out["distinct_categories_90d"] = touched.groupby("user_id")["category"].nunique()
+    out[["distinct_items_90d", "distinct_categories_90d"]] = out[["distinct_items_90d",
+                                                                  "distinct_categories_90d"]].fillna(0)
+    x = pd.read_parquet(data / "exposures.parquet")
+    offers = pd.read_parquet(data / "offers.parquet")["offer_id"]
+    x = x[x["variant"].isin(offers) & (x["ts"] < as_of)].reset_index(drop=True)
+    x["xday"] = (x["ts"] - pd.Timestamp("1970-01-01")).dt.days
+    x["n"] = np.arange(len(x))
+    pair = x.merge(pdays[["user_id", "day"]], left_on="unit_id", right_on="user_id", how="left")
+    pair["hit"] = (pair["day"] >= pair["xday"]) & (pair["day"] < pair["xday"] + 14)
+    answered = pair.groupby("n")["hit"].any()
+    x["answered"] = x["n"].map(answered).astype(float)
+    out["offers_exposed"] = x.groupby("unit_id").size().reindex(out.index).fillna(0)
+    out["offer_response_rate"] = x.groupby("unit_id")["answered"].mean()
+    n = len(out)
+    worse_r = out["days_since_last_purchase"].fillna(1e9).rank(method="min", ascending=False) - 1
+    out["rfm_r"] = 1 + (5 * worse_r // n).astype(int)
+    out["rfm_f"] = 1 + (5 * (out["orders_180d"].rank(method="min") - 1) // n).astype(int)
+    out["rfm_m"] = 1 + (5 * (out["spend_180d"].round(2).rank(method="min") - 1) // n).astype(int)
+    since = out["days_since_last_event"]
+    out["lifecycle_stage"] = np.select(
+        [out["tenure_days"] <= 30, since.isna() | (since > 90), since > 45,
+         (out["purchase_overdue_ratio"].fillna(0) > 2) | (out["activity_trend_30d"].fillna(0) <= -0.5),
+         (out["rfm_r"] >= 4) & (out["rfm_f"] >= 4) & (out["rfm_m"] >= 4)],
+        ["new", "churned", "dormant", "at_risk", "core"], "active")
+    return out.reset_index().sort_values("user_id", ignore_index=True)
+
+
+def main(users: int = 150_000, days: int = 365) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "world", Path(tmp) / "features"
+        sim = _child("from features.simulate import WorldConfig, simulate\n"
+                     f"extra = simulate(WorldConfig(n_users={users}, days={days}, seed=1), {str(data)!r})")
+        start = pd.Timestamp("2025-01-01")
+        as_of, nxt = start + pd.Timedelta(days=days - 1), start + pd.Timedelta(days=days)
+        ts = pd.read_parquet(data / "events.parquet", columns=["ts"])["ts"]
+        n_full, n_day = int((ts < as_of).sum()), int(((ts >= as_of) & (ts < nxt)).sum())
+        del ts
+        job = "from features.job import run_job\n"
+        full = _child(job + f"run_job({str(data)!r}, [{str(as_of.date())!r}], {str(out)!r}, "
+                            "write_online=False, full=True)\nextra = {}")
+        incr = _child(job + f"run_job({str(data)!r}, [{str(nxt.date())!r}], {str(out)!r}, "
+                            "write_online=False)\nextra = {}")
+        snap = out / f"as_of={as_of.date()}.parquet"
+        online = _child("import pandas as pd\nfrom features.store import SQLiteStore\n"
+                        f"frame = pd.read_parquet({str(snap)!r})\nstarted = time.perf_counter()\n"
+                        f"SQLiteStore({str(Path(tmp) / 'online.sqlite')!r}).write(frame)\nextra = {{}}")
+        pandas_out = Path(tmp) / "pandas.parquet"
+        pdf = _child(f"from bench_features import pandas_features\n"
+                     f"frame = pandas_features({str(data)!r}, {str(as_of.date())!r})\n"
+                     f"extra = {{}}\nframe.to_parquet({str(pandas_out)!r})")
+        ours, theirs = pd.read_parquet(snap), pd.read_parquet(pandas_out)
+        agree = _agreement(ours, theirs)
+    full_rate, pandas_rate = n_full / full["seconds"], n_full / pdf["seconds"]
+    record("features", {
+        "users": users, "days": days, "events_in_history": n_full, "events_next_day": n_day,
+        "simulate_seconds": round(sim["seconds"], 1),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "full_rebuild": {"seconds": round(full["seconds"], 2), "events_per_second": round(full_rate),
+                         "peak_memory_mib": round(full["peak_mib"])},
+        "incremental_next_day": {"seconds": round(incr["seconds"], 2),
+                                 "peak_memory_mib": round(incr["peak_mib"]),
+                                 "ratio_to_full": round(incr["seconds"] / full["seconds"], 3)},
+        "pandas": {"seconds": round(pdf["seconds"], 2), "events_per_second": round(pandas_rate),
+                   "peak_memory_mib": round(pdf["peak_mib"])},
+        "speedup_vs_pandas": round(full_rate / pandas_rate, 2),
+        "online_sqlite_write_seconds": round(online["seconds"], 2),
+        "max_abs_difference_vs_pandas": agree,
+        "targets": {"events_per_second": 5_000_000, "speedup_vs_pandas": 3.0, "incremental_ratio": 0.2},
+    })
+
+
+def _agreement(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, float]:
+    """Largest absolute difference per shared numeric column (the two implementations must agree)."""
+    assert list(ours["user_id"]) == list(theirs["user_id"]), "different populations"
+    diffs = {}
+    for col in theirs.columns:
+        if col in ("user_id",) or col not in ours:
+            continue
+        if col == "lifecycle_stage":
+            diffs[col] = float((ours[col].to_numpy() != theirs[col].to_numpy()).sum())
+            continue
+        a, b = ours[col].astype(float).to_numpy(), theirs[col].astype(float).to_numpy()
+        if not (np.isnan(a) == np.isnan(b)).all():
+            diffs[col] = float("inf")
+            continue
+        ok = ~np.isnan(a)
+        diffs[col] = float(np.max(np.abs(a[ok] - b[ok]), initial=0.0))
+    return diffs
+
+
+if __name__ == "__main__":
+    main()
