@@ -85,11 +85,28 @@ def window(events: pd.DataFrame, start: date | pd.Timestamp | str | None,
 def event_weights(events: pd.DataFrame, weights: InteractionWeights,
                   as_of: date | pd.Timestamp | str | None = None) -> np.ndarray:
     """Each event's signed weight (types outside the vocabulary weigh 0), decayed to ``as_of`` if asked."""
-    w = events["event_type"].astype(str).map(weights.by_type()).fillna(0.0).to_numpy(np.float64)
+    codes, kinds = pd.factorize(events["event_type"])  # a handful of types: map those, not every row
+    by_type = weights.by_type()
+    per_kind = np.array([by_type.get(str(k), 0.0) for k in kinds] + [0.0])
+    w = per_kind[codes]  # code -1 (missing) picks the trailing 0
     if weights.half_life_days is not None and as_of is not None and len(events):
         age = (_ts(as_of) - events["ts"]).dt.total_seconds().to_numpy() / 86_400.0
         w = w * np.power(0.5, np.maximum(age, 0.0) / weights.half_life_days)
     return w
+
+
+def _positions(values: pd.Series, ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each value among ``ids`` (-1 if absent), and the ids (default: sorted distinct values).
+
+    Factorizing first keeps string work to the distinct values, not every one of millions of rows.
+    """
+    codes, uniques = pd.factorize(values, sort=True)
+    names = np.asarray(uniques).astype(str)
+    if ids is None:
+        return codes, names
+    ids = np.asarray(ids).astype(str)
+    where = np.append(pd.Index(ids).get_indexer(pd.Index(names)), -1)
+    return where[codes], ids
 
 
 def build_interactions(
@@ -116,16 +133,8 @@ def build_interactions(
     """
     ev = window(events, start, end)
     w = event_weights(ev, weights, end)
-    users = ev["user_id"].astype(str).to_numpy()
-    items = ev["item_id"].astype(str).to_numpy()
-    if user_ids is None:
-        user_ids = np.unique(users)
-    if item_ids is None:
-        item_ids = np.unique(items)
-    user_ids = np.asarray(user_ids).astype(str)
-    item_ids = np.asarray(item_ids).astype(str)
-    rows = pd.Index(user_ids).get_indexer(users)
-    cols = pd.Index(item_ids).get_indexer(items)
+    rows, user_ids = _positions(ev["user_id"], user_ids)
+    cols, item_ids = _positions(ev["item_id"], item_ids)
     ok = (rows >= 0) & (cols >= 0) & (w != 0)
     coo = sp.coo_matrix((w[ok], (rows[ok], cols[ok])), shape=(len(user_ids), len(item_ids)))
     matrix = coo.tocsr()  # duplicates are summed here

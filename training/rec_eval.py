@@ -106,7 +106,7 @@ def remap_columns(matrix: sp.csr_matrix, col_map: np.ndarray, n_cols: int) -> sp
 
 
 def oracle_ranking(truth: dict[str, list[str]], user_ids: np.ndarray, item_index: dict[str, int],
-                   had: sp.csr_matrix, k: int = 10) -> np.ndarray:
+                   had: sp.csr_matrix, k: int = 10, fill: list[str] | None = None) -> np.ndarray:
     """The oracle's top ``k`` per user: true preference order with already-had items removed.
 
     Args:
@@ -115,6 +115,8 @@ def oracle_ranking(truth: dict[str, list[str]], user_ids: np.ndarray, item_index
         item_index: Item id -> column.
         had: ``(users, items)`` CSR of what each user already had.
         k: List length.
+        fill: Items in true global popularity order, to continue a user's list once their known true top
+            items run out (a heavy user may already have had most of them).
 
     Returns:
         ``(users, k)`` column indices, ``-1`` where the oracle's list runs out (or names an unknown item).
@@ -124,6 +126,12 @@ def oracle_ranking(truth: dict[str, list[str]], user_ids: np.ndarray, item_index
         had_r = set(had.indices[had.indptr[r]:had.indptr[r + 1]].tolist())
         ranked = [item_index.get(t, -1) for t in truth.get(str(u), [])]
         ranked = [j for j in ranked if j not in had_r][:k]
+        for t in fill or []:
+            if len(ranked) >= k:
+                break
+            j = item_index.get(t, -1)
+            if j >= 0 and j not in had_r and j not in ranked:
+                ranked.append(j)
         out[r, :len(ranked)] = ranked
     return out
 
@@ -159,16 +167,21 @@ def score_recommender(rec: Recommender, holdout: Holdout, k: int = K) -> dict[st
 
 
 def side_by_side(recs: Mapping[str, np.ndarray], holdout: Holdout, truth: dict[str, list[str]] | None,
-                 k: int = K) -> pd.DataFrame:
-    """One row per model: Recall/NDCG/MAP@k, coverage; on a simulated world also the oracle's row,
-    Recall@k against the true top items, and the fraction of the oracle's NDCG reached."""
+                 k: int = K, fill: list[str] | None = None) -> pd.DataFrame:
+    """One row per model: Recall/NDCG/MAP@k and coverage on the window.
+
+    On a simulated world also: the oracle's row (true preference order, continued by true popularity),
+    ``true_recall_at_k`` (Recall@k against each user's true top-k items not yet had) and
+    ``oracle_fraction`` (the model's NDCG@k ÷ the oracle's, both with already-had items excluded).
+    """
     rows = {name: ranking_metrics(r, holdout.relevant, k) for name, r in recs.items()}
     table = pd.DataFrame(rows).T
     if truth is not None:
         item_index = {t: i for i, t in enumerate(holdout.item_ids.tolist())}
-        oracle = oracle_ranking(truth, holdout.user_ids, item_index, holdout.had, k)
-        found = oracle >= 0
-        true_top = sp.csr_matrix((np.ones(int(found.sum())), (np.nonzero(found)[0], oracle[found])),
+        oracle = oracle_ranking(truth, holdout.user_ids, item_index, holdout.had, k, fill)
+        known = oracle_ranking(truth, holdout.user_ids, item_index, holdout.had, k)  # true top items only
+        found = known >= 0
+        true_top = sp.csr_matrix((np.ones(int(found.sum())), (np.nonzero(found)[0], known[found])),
                                  shape=holdout.relevant.shape)
         table.loc["oracle"] = pd.Series(ranking_metrics(oracle, holdout.relevant, k))
         recs = {**recs, "oracle": oracle}

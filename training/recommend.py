@@ -41,8 +41,8 @@ from training.recommenders.service import Recommender, _codes
 CANDIDATES = ("als", "bpr", "itemknn", "ease")
 BASELINES = ("popularity", "popularity_segment")
 DEFAULT_GRID: dict[str, list[dict[str, Any]]] = {
-    "als": [{"factors": f, "alpha": a, "regularization": 0.05, "iterations": 15}
-            for f in (32, 64) for a in (1.0, 4.0)],
+    "als": [{"factors": f, "alpha": 1.0, "regularization": r, "iterations": 15}
+            for f in (16, 64, 128) for r in (1.0, 10.0)],
     "bpr": [{"factors": 64, "learning_rate": lr, "iterations": 100} for lr in (0.01, 0.05)],
     "itemknn": [{"neighbors": n} for n in (50, 200)],
     "ease": [{"l2": x} for x in (100.0, 500.0, 2000.0)],
@@ -57,6 +57,7 @@ class World:
     users: pd.DataFrame | None
     items: pd.DataFrame | None
     truth: dict[str, list[str]] | None
+    true_popularity: list[str] | None = None
 
 
 def load_world(data_dir: str | Path) -> World:
@@ -68,7 +69,13 @@ def load_world(data_dir: str | Path) -> World:
     if truth_path.exists():
         aff = pd.read_parquet(truth_path).sort_values(["user_id", "rank"])
         truth = {str(u): list(map(str, v)) for u, v in aff.groupby("user_id")["item_id"].agg(list).items()}
-    return World(events, load_table(data_dir, "users"), load_table(data_dir, "items"), truth)
+    pop_path = Path(data_dir) / "truth" / "items.parquet"
+    popular = None
+    if pop_path.exists():
+        true_items = pd.read_parquet(pop_path, columns=["item_id", "popularity"])
+        ordered = true_items.sort_values("popularity", ascending=False, kind="stable")
+        popular = ordered["item_id"].astype(str).tolist()
+    return World(events, load_table(data_dir, "users"), load_table(data_dir, "items"), truth, popular)
 
 
 def segment_attribute(users: pd.DataFrame | None) -> str | None:
@@ -219,7 +226,7 @@ def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: st
         table = None
         if test is not None and len(test.user_ids):
             recs = {f: score_model(m, full, test) for f, m in models.items()}
-            table = side_by_side(recs, test, world.truth)
+            table = side_by_side(recs, test, world.truth, K, world.true_popularity)
             mlflow.log_metrics({f"test_{f}_{c}": float(v) for f, row in table.iterrows()
                                 for c, v in row.items() if np.isfinite(v)})
             mlflow.log_text(table.round(4).to_csv(), "test_side_by_side.csv")
