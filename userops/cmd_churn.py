@@ -22,6 +22,15 @@ LookbackOpt = Annotated[
 ]
 
 
+def _quiet_mlflow() -> None:
+    """Keep MLflow's own info lines and download bars out of the command's progress and summary."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def _warn_drift(drifted: list[str]) -> None:
     if drifted:
         console.print(
@@ -56,6 +65,7 @@ def score_churn(
     from userops.cmd_train import tracking_uri_for
     from userops.pipeline import score_outputs
 
+    _quiet_mlflow()
     with step("score churn") as started:
         target = _date(as_of)
         uri = tracking_uri_for(data)
@@ -111,6 +121,7 @@ def winback(
     from userops.cmd_train import tracking_uri_for
     from userops.pipeline import score_outputs
 
+    _quiet_mlflow()
     with step("winback") as started:
         target = _date(as_of)
         uri = tracking_uri_for(data)
@@ -157,6 +168,7 @@ def pipeline(
     from userops.cmd_train import tracking_uri_for
     from userops.pipeline import run_pipeline
 
+    _quiet_mlflow()
     with step("pipeline") as started:
         target = _date(as_of)
         uri = tracking_uri_for(data)
