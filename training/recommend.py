@@ -128,35 +128,11 @@ def build_recommender(model: RecommenderModel, inter: Interactions, world: World
                        meta={**meta, "segment_attribute": attr})
 
 
-class RecommenderPyfunc:
-    """MLflow ``pyfunc`` wrapper: the artifact is a saved :class:`Recommender` folder.
-
-    ``predict`` takes a frame with ``user_id`` (params: ``k``) and returns ``user_id, rank, item_id, score``.
-    Built lazily as a subclass of ``mlflow.pyfunc.PythonModel`` so importing this module loads no MLflow.
-    """
-
-    recommender: Recommender
-
-    def load_context(self, context: Any) -> None:
-        """Read the saved recommender from the logged artifacts."""
-        self.recommender = Recommender.load(context.artifacts["recommender"])
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-                ) -> pd.DataFrame:
-        """Top-k rows for each ``user_id`` of ``model_input``."""
-        k = int((params or {}).get("k", K))
-        return self.recommender.recommend_frame(model_input["user_id"].astype(str), k)
-
-
-def _pyfunc_class() -> type:
-    import mlflow
-
-    return type("RecommenderModel", (RecommenderPyfunc, mlflow.pyfunc.PythonModel), {"__module__": __name__})
-
-
 def load_recommender(model_uri: str) -> Recommender:
     """Load a logged recommender (``models:/recommender@champion``, ``runs:/…``) for serving."""
     import mlflow
+
+    from training.recommenders.mlflow_model import RecommenderPyfunc
 
     wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     if not isinstance(wrapper, RecommenderPyfunc):
@@ -164,7 +140,7 @@ def load_recommender(model_uri: str) -> Recommender:
     return wrapper.recommender
 
 
-def _tune(world: World, fit_inter: Interactions, holdout: Holdout, grid: Mapping[str, list[dict[str, Any]]],
+def _tune(fit_inter: Interactions, holdout: Holdout, grid: Mapping[str, list[dict[str, Any]]],
           segments: np.ndarray, run_child: Any) -> dict[str, tuple[dict[str, Any], float]]:
     """Best setting and validation NDCG@10 per family (baselines have one setting each)."""
     best: dict[str, tuple[dict[str, Any], float]] = {}
@@ -183,7 +159,12 @@ def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: st
                   validation_days: int) -> dict[str, object]:
     import mlflow
 
+    from training.recommenders.mlflow_model import RecommenderPyfunc
     from training.registry import promote, use_experiment
+
+    if kind != "recommender" and kind not in CANDIDATES:
+        raise ValueError(f"recommender: unknown kind {kind!r}; use recommender or one of "
+                         f"{', '.join(CANDIDATES)}")
 
     world = load_world(data_dir)
     val_start = as_of - timedelta(days=validation_days)
@@ -209,9 +190,9 @@ def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: st
                 mlflow.log_metrics({f"val_{k}": float(v) for k, v in metrics.items()})
 
         fit_segments = user_segments(world.users, fit_inter.user_ids, attr)[0]
-        best = _tune(world, fit_inter, val, grid, fit_segments, child)
+        best = _tune(fit_inter, val, grid, fit_segments, child)
         tuned = [f for f in CANDIDATES if f in best]
-        if kind in FAMILIES and kind != "popularity":
+        if kind in CANDIDATES:
             if kind not in best:
                 best[kind] = (grid.get(kind, [{}])[0] if grid.get(kind) else {}, float("nan"))
             chosen = kind
@@ -236,7 +217,7 @@ def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: st
         mlflow.log_metric(f"holdout_ndcg_at_{K}", score)
         with tempfile.TemporaryDirectory() as tmp:
             folder = rec.save(Path(tmp) / "recommender")
-            info = mlflow.pyfunc.log_model(name="model", python_model=_pyfunc_class()(),
+            info = mlflow.pyfunc.log_model(name="model", python_model=RecommenderPyfunc(),
                                            artifacts={"recommender": str(folder)},
                                            pip_requirements=["numpy", "scipy", "pandas", "implicit"])
         def score_champion(uri: str) -> float:

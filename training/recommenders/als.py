@@ -15,23 +15,30 @@ from training.recommenders.base import RecommenderModel
 
 
 def fold_in(item_factors: np.ndarray, user_items: sp.csr_matrix, *, alpha: float,
-            regularization: float) -> np.ndarray:
+            regularization: float, gram: np.ndarray | None = None) -> np.ndarray:
     """Least-squares user factors for each history against fixed item factors.
 
     Solves ``(YᵀY + λI + Yᵀ(Cᵤ − I)Y) xᵤ = YᵀCᵤpᵤ`` with ``Cᵤ = alpha × row`` (``pᵤ`` = 1 where stored).
 
+    Args:
+        item_factors: ``(items, factors)``.
+        user_items: ``(rows, items)`` CSR histories.
+        alpha: Confidence per unit of weight.
+        regularization: L2 penalty.
+        gram: ``YᵀY`` if already known (it costs items × factors² to compute; serving caches it).
+
     Returns:
         ``(rows, factors)`` float32; an empty history gets zeros.
     """
-    y = item_factors.astype(np.float64)
+    y = item_factors
     f = y.shape[1]
-    base = y.T @ y + regularization * np.eye(f)
+    base = (y.T.astype(np.float64) @ y if gram is None else gram) + regularization * np.eye(f)
     out = np.zeros((user_items.shape[0], f), dtype=np.float32)
     for r in range(user_items.shape[0]):
         lo, hi = user_items.indptr[r], user_items.indptr[r + 1]
         if hi == lo:
             continue
-        yi = y[user_items.indices[lo:hi]]
+        yi = y[user_items.indices[lo:hi]].astype(np.float64)
         c = alpha * user_items.data[lo:hi].astype(np.float64)
         a = base + (yi.T * (c - 1.0)) @ yi
         out[r] = np.linalg.solve(a, yi.T @ c)
@@ -85,8 +92,17 @@ class ALSRecommender(RecommenderModel):
         out[known] = self.user_factors_[users[known]]
         if (~known).any():
             out[~known] = fold_in(self.item_factors_, user_items[np.flatnonzero(~known)], alpha=self.alpha,
-                                  regularization=self.regularization)
+                                  regularization=self.regularization, gram=self._gram())
         return out
+
+    def _gram(self) -> np.ndarray:
+        """``YᵀY`` of the item factors, computed once (a cache, not learned state: never saved)."""
+        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            y = self.item_factors_.astype(np.float64)
+            cached = (self.item_factors_, y.T @ y)
+            self._gram_cache = cached
+        return cached[1]
 
     def score(self, user_items: sp.csr_matrix, users: np.ndarray | None = None) -> np.ndarray:
         """Dot products of user and item factors."""

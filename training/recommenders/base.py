@@ -65,7 +65,7 @@ class RecommenderModel:
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters (everything ``__init__`` stored)."""
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
 
     def fit(self, user_items: sp.csr_matrix) -> RecommenderModel:  # pragma: no cover - interface
         """Learn from a users × items confidence matrix; returns ``self``."""

@@ -66,9 +66,19 @@ class BPRRecommender(RecommenderModel):
         out[known] = self.user_factors_[users[known]]
         if (~known).any():
             folded = fold_in(self.item_factors_[:, :-1], user_items[np.flatnonzero(~known)],
-                             alpha=self.fold_in_alpha, regularization=self.regularization + 1e-3)
+                             alpha=self.fold_in_alpha, regularization=self.regularization + 1e-3,
+                             gram=self._gram())
             out[~known] = np.hstack([folded, np.ones((len(folded), 1), dtype=np.float32)])
         return out
+
+    def _gram(self) -> np.ndarray:
+        """``YᵀY`` of the item factors without the bias column, computed once (a cache, never saved)."""
+        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            y = self.item_factors_[:, :-1].astype(np.float64)
+            cached = (self.item_factors_, y.T @ y)
+            self._gram_cache = cached
+        return cached[1]
 
     def score(self, user_items: sp.csr_matrix, users: np.ndarray | None = None) -> np.ndarray:
         """Dot products of user and item factors (the bias column adds each item's bias)."""

@@ -57,6 +57,7 @@ class Recommender:
         category_names: Names of the category codes.
         available: Whether each item can be shown.
         meta: Free-form facts (family, parameters, as-of date, segment attribute).
+        histories_replaced: ``history`` is not what the model was fitted on (see :meth:`with_history`).
     """
 
     def __init__(self, *, model: RecommenderModel, fallback: PopularityRecommender,
@@ -64,7 +65,8 @@ class Recommender:
                  weights: InteractionWeights,
                  user_segment: np.ndarray | None = None, segment_names: list[str] | None = None,
                  item_category: np.ndarray | None = None, category_names: list[str] | None = None,
-                 available: np.ndarray | None = None, meta: Mapping[str, Any] | None = None) -> None:
+                 available: np.ndarray | None = None, meta: Mapping[str, Any] | None = None,
+                 histories_replaced: bool = False) -> None:
         self.model = model
         self.fallback = fallback
         self.history = sp.csr_matrix(history, dtype=np.float32)
@@ -87,7 +89,7 @@ class Recommender:
         self._category_index = {c: i for i, c in enumerate(self.category_names)}
         self._unavailable = np.where(self.available, 0.0, -np.inf).astype(np.float32)
         self._live: dict[str, tuple[dict[int, float], set[int]]] = {}
-        self._stale = bool(self.meta.pop("_stale", False))  # histories replaced: recompute user state
+        self._stale = histories_replaced  # the model's learned user state no longer matches the histories
 
     def _model_rows(self, users: np.ndarray) -> np.ndarray:
         """Rows the model may use its learned user state for (none once histories were replaced)."""
@@ -103,7 +105,7 @@ class Recommender:
                            user_ids=user_ids, item_ids=self.item_ids, weights=self.weights,
                            user_segment=user_segment, segment_names=self.segment_names,
                            item_category=self.item_category, category_names=self.category_names,
-                           available=self.available, meta={**self.meta, "_stale": True})
+                           available=self.available, meta=self.meta, histories_replaced=True)
 
     # ------------------------------------------------------------------ single user
     def _row(self, u: int) -> sp.csr_matrix:
