@@ -54,12 +54,10 @@ def spec_for(kind: str) -> KindSpec:
     return KINDS[kind]
 
 
-def feature_list(kind: str) -> tuple[list[str] | None, list[str] | None]:
-    """The reviewed feature list of a kind and its categorical features (``None``: every column)."""
-    try:
-        from features import feature_sets
-    except ImportError:  # the feature lists are not there yet: use every column of the snapshot
-        return None, None
+def feature_list(kind: str) -> tuple[list[str], list[str]]:
+    """The reviewed feature list of a kind (``features.feature_sets``) and its categorical features."""
+    from features import feature_sets
+
     names = feature_sets.CHURN_FEATURES if kind == "churn" else feature_sets.PROPENSITY_FEATURES
     return list(names), list(feature_sets.CATEGORICAL_FEATURES)
 
