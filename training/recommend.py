@@ -308,16 +308,17 @@ def recommend_users(rec: Recommender, data_dir: str | Path, as_of: date, user_id
         source = world.users if world.users is not None else world.events
         user_ids = sorted(source["user_id"].dropna().astype(str).unique().tolist())
     ids = np.asarray(user_ids, dtype=str)
+    attr = rec.meta.get("segment_attribute")
+    segments = None
+    if attr and world.users is not None and attr in world.users:
+        values = world.users.drop_duplicates("user_id").set_index("user_id")[attr].astype(str)
+        segments = pd.Series(ids).map(values).tolist()
     if rec.meta.get("as_of") != str(as_of):
         inter = build_interactions(world.events, weights=rec.weights, end=as_of, user_ids=ids,
                                    item_ids=rec.item_ids)
         purchases = InteractionWeights(view=0, add_to_cart=0, purchase=1, refund=0)
         bought = build_interactions(world.events, weights=purchases, end=as_of, user_ids=ids,
                                     item_ids=rec.item_ids).matrix
-        attr = rec.meta.get("segment_attribute")
-        seg = np.full(len(ids), -1, np.int64)
-        if attr and world.users is not None and attr in world.users:
-            values = world.users.drop_duplicates("user_id").set_index("user_id")[attr].astype(str)
-            seg = pd.Index(rec.segment_names).get_indexer(pd.Index(pd.Series(ids).map(values).fillna("")))
+        seg = pd.Index(rec.segment_names).get_indexer(pd.Index([str(s) for s in segments or [""] * len(ids)]))
         rec = rec.with_history(inter.matrix, bought, ids, seg)
-    return rec.recommend_frame(ids, k)
+    return rec.recommend_frame(ids, k, segments=segments)

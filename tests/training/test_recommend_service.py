@@ -79,6 +79,8 @@ def test_unknown_user_gets_the_fallback(recommenders: dict[str, Recommender], fa
     assert seg.item_ids == rec.item_ids[np.argsort(-want, kind="stable")[:10]].tolist()
     frame = rec.recommend_frame(["nobody", "u000001"], 5)
     assert set(frame["user_id"]) == {"nobody", "u000001"} and len(frame) == 10
+    in_batch = rec.recommend_frame(["nobody"], 10, segments=[rec.segment_names[1]])
+    assert in_batch["item_id"].tolist() == seg.item_ids
 
 
 @pytest.mark.parametrize("family", ["als", "bpr", "itemknn", "ease"])

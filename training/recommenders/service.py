@@ -241,12 +241,12 @@ class Recommender:
                         exclude_seen: bool = False, exclude_unavailable: bool = True,
                         include_categories: Iterable[str] | None = None,
                         exclude_categories: Iterable[str] | None = None,
-                        exclude: sp.csr_matrix | None = None,
+                        exclude: sp.csr_matrix | None = None, segments: Iterable[str | None] | None = None,
                         block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` item indices and scores for many users at once (``-1`` pads a list cut by filters).
 
         Args:
-            user_ids: Users (unknown ones get the fallback of no segment).
+            user_ids: Users (unknown ones get the popularity fallback of their segment).
             k: List length.
             exclude_bought: Drop each user's purchases.
             exclude_seen: Drop each user's interacted items.
@@ -254,6 +254,7 @@ class Recommender:
             include_categories: Only these categories.
             exclude_categories: Never these categories.
             exclude: Extra ``(len(user_ids), items)`` CSR of items never to show per user.
+            segments: Segment of each user, used for users the recommender does not know.
             block: Users scored per matrix product.
 
         Returns:
@@ -267,6 +268,10 @@ class Recommender:
         out_idx = np.full((len(ids), k), -1, np.int64)
         out_val = np.full((len(ids), k), -np.inf, np.float32)
         has_history = np.diff(self.history.indptr)
+        given_seg = np.full(len(ids), -1, np.int64)
+        if segments is not None:
+            codes = [self._segment_index.get(str(s), -1) if s is not None else -1 for s in segments]
+            given_seg = np.array(codes, dtype=np.int64)
         for lo in range(0, len(ids), block):
             r = rows[lo:lo + block]
             safe = np.maximum(r, 0)
@@ -278,7 +283,7 @@ class Recommender:
                 scores[kn] = self.model.score(hist[kn], self._model_rows(r[kn]))
             if (~known).any():
                 un = np.flatnonzero(~known)
-                seg = np.where(r[un] >= 0, self.user_segment[safe[un]], -1)
+                seg = np.where(r[un] >= 0, self.user_segment[safe[un]], given_seg[lo:lo + block][un])
                 scores[un] = self.fallback.segment_scores(seg)
             scores += pen
             zero_unknown = sp.diags((r >= 0).astype(np.float32))
