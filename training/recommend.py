@@ -36,7 +36,7 @@ from training.rec_eval import (
     side_by_side,
 )
 from training.recommenders import FAMILIES, PopularityRecommender, RecommenderModel
-from training.recommenders.service import Recommender, _codes
+from training.recommenders.service import Recommender, category_codes
 
 CANDIDATES = ("als", "bpr", "itemknn", "ease")
 BASELINES = ("popularity", "popularity_segment")
@@ -92,7 +92,7 @@ def user_segments(users: pd.DataFrame | None, user_ids: np.ndarray, attribute: s
     if users is None or attribute is None:
         return np.full(len(user_ids), -1, np.int64), []
     values = users.drop_duplicates("user_id").set_index("user_id")[attribute]
-    return _codes(pd.Series(user_ids).map(values).tolist())
+    return category_codes(pd.Series(user_ids).map(values).tolist())
 
 
 def fit_model(family: str, params: Mapping[str, Any], inter: Interactions,
@@ -119,7 +119,7 @@ def build_recommender(model: RecommenderModel, inter: Interactions, world: World
         items = world.items.drop_duplicates("item_id").set_index("item_id")
         ids = pd.Series(inter.item_ids)
         if "category" in items:
-            cat, cat_names = _codes(ids.map(items["category"]).tolist())
+            cat, cat_names = category_codes(ids.map(items["category"]).tolist())
         if "available" in items:
             avail = ids.map(items["available"]).fillna(True).astype(bool).to_numpy()
     return Recommender(model=model, fallback=fallback, history=inter.matrix, bought=bought,

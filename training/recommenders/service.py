@@ -32,7 +32,7 @@ class Recommendations:
     source: str
 
 
-def _codes(values: Iterable[object]) -> tuple[np.ndarray, list[str]]:
+def category_codes(values: Iterable[object]) -> tuple[np.ndarray, list[str]]:
     """Integer codes (-1 for missing) and the sorted names they index."""
     series = pd.Series(list(values), dtype="string")
     names = sorted(series.dropna().unique().tolist())
