@@ -12,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "refund")
 """The event vocabulary the product understands; other types are kept only when no vocabulary is given."""
 
 TABLES: tuple[str, ...] = ("events", "users", "items", "offers", "exposures")
+CHECKED = b"userops.contract"  # Parquet metadata key: the contract table a file was checked against
 
 
 @dataclass(frozen=True)
@@ -243,9 +246,9 @@ def read_raw(path: str | Path) -> pd.DataFrame:
 def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd.DataFrame | None:
     """Load one contract table from a data folder in contract types.
 
-    Tables written by ``userops`` are already valid; a hand-made folder is coerced here, and any row
-    that breaks the contract makes this raise with the count per reason (run ``userops ingest`` on such
-    data to quarantine the bad rows instead).
+    Parquet files that ``userops`` wrote after checking their rows are read as they are; any other file
+    is checked row by row and coerced here, and a row that breaks the contract makes this raise with the
+    count per reason (run ``userops ingest`` on such data to quarantine the bad rows instead).
 
     Args:
         data_dir: The data folder.
@@ -263,6 +266,8 @@ def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd
         if required:
             raise ContractError(f"{data_dir}: no {name}.parquet or {name}.csv")
         return None
+    if is_checked(path, name):
+        return pd.read_parquet(path)
     raw = read_raw(path)
     good, quarantine = validate(name, raw, event_types=None)
     if len(quarantine):
@@ -275,20 +280,50 @@ def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd
     return good
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+def write_table(frame: pd.DataFrame, path: str | Path, *, contract: str | None = None) -> Path:
     """Write a table as CSV or Parquet (by extension) atomically: a temporary name, then a rename.
+
+    Args:
+        frame: The rows.
+        path: Output file; ``.csv`` or ``.parquet``.
+        contract: The contract table these rows were checked against; a Parquet file records it, so
+            :func:`load_table` trusts it without checking every row again.
 
     Returns:
         The path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     if path.suffix == ".csv":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
         frame.to_csv(tmp, index=False)
-    elif path.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    else:
+        tmp.replace(path)
+        return path
+    if path.suffix != ".parquet":
         raise ContractError(f"{path}: unknown output kind {path.suffix!r}; use .parquet or .csv")
+    return write_arrow(pa.Table.from_pandas(frame, preserve_index=False), path, contract=contract)
+
+
+def write_arrow(table: pa.Table, path: str | Path, *, contract: str | None = None) -> Path:
+    """Write an Arrow table to Parquet atomically, recording the contract table it was checked against."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if contract is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), CHECKED: contract.encode()})
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        pq.write_table(table, tmp, row_group_size=1_000_000)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return path
+
+
+def is_checked(path: str | Path, name: str) -> bool:
+    """Whether a Parquet file was written by userops after its rows were checked as table ``name``."""
+    path = Path(path)
+    if path.suffix != ".parquet":
+        return False
+    metadata = pq.read_schema(path).metadata or {}
+    return metadata.get(CHECKED) == name.encode()

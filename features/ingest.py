@@ -234,7 +234,7 @@ def ingest(
 
     out = Path(out)
     for name, frame in tables.items():
-        write_table(frame, out / f"{name}.parquet")
+        write_table(frame, out / f"{name}.parquet", contract=name)
         report.rows_written[name] = len(frame)
     for name, frame in quarantines.items():
         path = out / "quarantine" / f"{name}.parquet"

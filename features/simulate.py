@@ -33,9 +33,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from features.contract import write_table
+from features.contract import write_arrow, write_table
 from features.truth import load_config, true_churn_probability, true_uplift
 from features.world import (
     BOOST_DAYS,
@@ -383,7 +382,7 @@ def _write_world(
             "session_id": pc.binary_join_element_wise("s", pa.array(session).cast(pa.string()), ""),
         }
     )
-    _write_arrow(events, out / "events.parquet")
+    write_arrow(events, out / "events.parquet", contract="events")
     # signup is the first visit; every user has one on their signup day
     signup_us = start_us + users.signup_day * 86_400_000_000
     first_visit = pd.Series(ts).groupby(user).min()
@@ -398,9 +397,9 @@ def _write_world(
             "device": np.asarray(DEVICES)[users.device],
         }
     )
-    write_table(users_df, out / "users.parquet")
-    write_table(items, out / "items.parquet")
-    write_table(OFFERS, out / "offers.parquet")
+    write_table(users_df, out / "users.parquet", contract="users")
+    write_table(items, out / "items.parquet", contract="items")
+    write_table(OFFERS, out / "offers.parquet", contract="offers")
     if exposures:
         ex = pd.concat(exposures, ignore_index=True)
         exposures_df = pd.DataFrame(
@@ -411,7 +410,7 @@ def _write_world(
                 "ts": pd.to_datetime(ex["ts_us"].to_numpy(), unit="us").astype("datetime64[us]"),
             }
         ).sort_values(["ts", "unit_id"], kind="stable", ignore_index=True)
-        write_table(exposures_df, out / "exposures.parquet")
+        write_table(exposures_df, out / "exposures.parquet", contract="exposures")
     # truth
     truth_users = pd.DataFrame(
         {
@@ -453,12 +452,6 @@ def _write_world(
     if cfg.campaign_day >= 0:
         write_table(true_uplift(out), out / "truth" / "uplift.parquet")
     return counts
-
-
-def _write_arrow(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=1_000_000)
-    tmp.replace(path)
 
 
 def _true_affinity(

@@ -97,3 +97,17 @@ def test_write_table_replaces_atomically_and_a_failed_write_keeps_the_old_file(t
         write_table(pd.DataFrame({"a": [object()]}), path)
     assert pd.read_parquet(path)["a"].tolist() == [1]
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["t.parquet"]
+
+
+def test_checked_files_are_trusted_and_anything_else_is_checked_row_by_row(tmp_path) -> None:
+    good, _ = validate("events", _events(), now=NOW)
+    write_table(good, tmp_path / "events.parquet", contract="events")
+    loaded = load_table(tmp_path, "events")
+    assert loaded is not None
+    pd.testing.assert_frame_equal(loaded, good)
+    # the same rows rewritten by another tool lose the mark and are checked again
+    bad = good.astype({"user_id": object})
+    bad.loc[0, "user_id"] = None
+    bad.to_parquet(tmp_path / "events.parquet", index=False)
+    with pytest.raises(ContractError, match="1 row.*missing user_id"):
+        load_table(tmp_path, "events")
