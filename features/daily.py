@@ -4,8 +4,12 @@ Layout of ``DIR`` (normally ``<features out>/daily/``)::
 
     state.json                      {"until": "YYYY-MM-DD", "items_from": ..., "events": ..., parts}
     activity-<from>-<until>.parquet one row per user and day (see definitions.daily_activity)
-    items-<from>-<until>.parquet    distinct (user, day, item, category) rows, kept for the last
+    items-<from>-<until>.parquet    distinct (user, day, item) rows, kept for the last
                                     DISTINCT_WINDOW days before the first build and every day after
+    users-*.parquet, itemcodes-*    integer codes of user and item ids (code_user -> uid, code_item -> iid)
+
+The kept tables hold integer codes instead of id strings: every later query groups and joins on
+integers, several times faster than on strings. Codes are assigned once and never change.
 
 Every part is written to a temporary name and renamed, and ``state.json`` is replaced last, so a failed
 run leaves the previous state intact. Days are whole UTC days, so the table built up to ``until`` serves
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +42,11 @@ class DailyState:
     until: str
     items_from: str
     events: str
+    codes_until: str = ""
     activity: list[str] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    item_codes: list[str] = field(default_factory=list)
 
 
 def _stamp(ts: pd.Timestamp) -> str:
@@ -68,17 +76,40 @@ class DailyStore:
         tmp.replace(self.root / name)
         return name
 
-    def update(self, src: Sources, until: pd.Timestamp, *, full: bool = False) -> DailyState:
+    def _read(self, con: ibis.BaseBackend, parts: list[str]) -> ir.Table:
+        return read_table(con, [self.root / p for p in parts])
+
+    def _extend_codes(self, con: ibis.BaseBackend, parts: list[str], candidates: ir.Table, kind: str,
+                      tag: str) -> list[str]:
+        """Give every new id among ``candidates.key`` the next free integer code; return the parts."""
+        key, code = f"code_{kind}", {"user": "uid", "item": "iid"}[kind]
+        new = candidates.filter(candidates.key.notnull()).select(key=candidates.key.cast("string")).distinct()
+        offset = 0
+        if parts:
+            old = self._read(con, parts)
+            new = new.anti_join(old, new.key == old[key])
+            offset = int(old[code].max().execute() or 0)
+        coded = temp_table(con, new.select(
+            **{key: new.key, code: (offset + 1 + ibis.dense_rank().over(order_by=new.key)).cast("int64")}))
+        if coded.count().execute() == 0:
+            return parts
+        return [*parts, self._write(con, coded, f"{kind}codes-{tag}-{uuid.uuid4().hex[:8]}.parquet")]
+
+    def update(self, src: Sources, until: pd.Timestamp, *, codes_until: pd.Timestamp | None = None,
+               full: bool = False) -> DailyState:
         """Make the aggregate cover every day before ``until``, aggregating only days not kept yet.
 
         Args:
             src: The data folder's tables (the aggregate is computed on ``src.con``).
-            until: First day not covered (the latest as-of date needed).
+            until: First day not covered.
+            codes_until: Give codes to every user and item with events before this day (default
+                ``until``); later as-of dates aggregate the days after ``until`` on the fly.
             full: Throw the kept aggregate away and rebuild it from all events.
 
         Returns:
             The new state.
         """
+        codes_until = max(until, codes_until if codes_until is not None else until)
         state = self.state()
         source = str(src.events_path.resolve()) if src.events_path else ""
         if full or state is None or state.events != source:
@@ -86,29 +117,63 @@ class DailyStore:
                 shutil.rmtree(self.root)
             state = None
         self.root.mkdir(parents=True, exist_ok=True)
-        if state is not None and as_of_timestamp(state.until) >= until:
-            return state
-        start = as_of_timestamp(state.until) if state is not None else None
-        events = events_between(src.events, _lit(start) if start is not None else None, _lit(until))
-        tag = f"{_stamp(start) if start is not None else 'start'}-{_stamp(until)}"
-        activity = self._write(src.con, daily_activity(events, src.has), f"activity-{tag}.parquet")
         if state is None:
             items_from = until - pd.Timedelta(days=DISTINCT_WINDOW)
-            events = events_between(src.events, _lit(items_from), _lit(until))
             state = DailyState(until="", items_from=items_from.strftime("%Y-%m-%d"), events=source)
-        items = self._write(src.con, item_rows(events, src.items), f"items-{tag}.parquet")
-        state.activity.append(activity)
-        state.items.append(items)
-        state.until = until.strftime("%Y-%m-%d")
+        start = as_of_timestamp(state.until) if state.until else None
+        done = start is not None and start >= until
+        con = src.con
+        tag = f"{_stamp(start) if start is not None else 'start'}-{_stamp(until)}-{_stamp(codes_until)}"
+        span_end = start if done and start is not None else until  # nothing new to aggregate when done
+        events = events_between(src.events, _lit(start) if start is not None else None, _lit(span_end))
+        agg = temp_table(con, daily_activity(events, src.has))
+        items_from = as_of_timestamp(state.items_from)
+        rows_from = max(start, items_from) if start is not None else items_from
+        row_events = events_between(src.events, _lit(rows_from), _lit(span_end))
+        rows = temp_table(con, item_rows(row_events, None).select("user_id", "day", "item_id"))
+        ahead = events_between(src.events, _lit(span_end), _lit(codes_until))
+        users = agg.select(key=agg.user_id).union(ahead.select(key=ahead.user_id))
+        # everyone the features may meet gets a code, exposed users without events included
+        if src.users is not None:
+            users = users.union(src.users.select(key=src.users.user_id.cast("string")))
+        if src.exposures is not None:
+            users = users.union(src.exposures.select(key=src.exposures.unit_id.cast("string")))
+        items = rows.select(key=rows.item_id).union(ahead.select(key=ahead.item_id))
+        state.users = self._extend_codes(con, state.users, users, "user", tag)
+        state.item_codes = self._extend_codes(con, state.item_codes, items, "item", tag)
+        if not done:
+            ucodes, icodes = self._read(con, state.users), self._read(con, state.item_codes)
+            coded = agg.join(ucodes, agg.user_id == ucodes.code_user)
+            coded = coded.select(coded.uid.name("user_id"), *[c for c in agg.columns if c != "user_id"])
+            state.activity.append(self._write(con, coded, f"activity-{tag}.parquet"))
+            r = rows.join(ucodes, rows.user_id == ucodes.code_user)
+            r = r.join(icodes, r.item_id == icodes.code_item)
+            r = r.select(user_id=r.uid, day=r.day, item_id=r.iid)
+            state.items.append(self._write(con, r, f"items-{tag}.parquet"))
+            state.until = until.strftime("%Y-%m-%d")
+        state.codes_until = codes_until.strftime("%Y-%m-%d")
         tmp = self.root / f".{STATE}.tmp"
         tmp.write_text(json.dumps(state.__dict__, indent=2) + "\n")
         tmp.replace(self.root / STATE)
         return state
 
     def activity(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
-        """The kept daily activity table."""
-        return read_table(con, [self.root / p for p in state.activity])
+        """The kept daily activity table (``user_id`` holds the user's integer code)."""
+        return self._read(con, state.activity)
 
     def items(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
-        """The kept (user, day, item, category) rows."""
-        return read_table(con, [self.root / p for p in state.items])
+        """The kept (user code, day, item code) rows."""
+        return self._read(con, state.items)
+
+    def user_codes(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
+        """``code_user`` (the user id) -> ``uid``."""
+        return self._read(con, state.users)
+
+    def item_codes(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
+        """``code_item`` (the item id) -> ``iid``."""
+        return self._read(con, state.item_codes)
+
+
+def temp_table(con: ibis.BaseBackend, expr: ir.Table) -> ir.Table:
+    """Materialize ``expr`` once in the backend (a temporary table), so later uses do not recompute it."""
+    return con.create_table(f"_userops_{uuid.uuid4().hex}", expr, temp=True)

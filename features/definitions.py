@@ -333,7 +333,7 @@ def distinct_touched(rows: ir.Table, as_of_day: int, has_category: bool) -> ir.T
 
 
 def offer_history(exposures: ir.Table, daily: ir.Table, offer_ids: list[str] | None,
-                  as_of: ibis.Scalar, as_of_day: int) -> ir.Table:
+                  as_of: ibis.Scalar, as_of_day: int, codes: ir.Table | None = None) -> ir.Table:
     """``offers_exposed`` and ``offer_response_rate`` per exposed user.
 
     Args:
@@ -342,12 +342,16 @@ def offer_history(exposures: ir.Table, daily: ir.Table, offer_ids: list[str] | N
         offer_ids: Variants that are offers (default: every variant except ``control``).
         as_of: The as-of timestamp.
         as_of_day: Its day number.
+        codes: ``code_user -> uid`` when ``daily`` is keyed by integer user codes.
     """
     is_offer = exposures.variant.isin(offer_ids) if offer_ids is not None else exposures.variant != "control"
     x = exposures.filter(is_offer & (exposures.ts.cast("timestamp") < as_of))
     x = x.select(user_id=x.unit_id.cast("string"), experiment=x.experiment.cast("string"),
                  variant=x.variant.cast("string"), xts=x.ts.cast("timestamp"),
                  xday=day_number(x.ts.cast("timestamp")))
+    if codes is not None:
+        x = x.join(codes, x.user_id == codes.code_user)
+        x = x.select(user_id=x.uid, experiment=x.experiment, variant=x.variant, xts=x.xts, xday=x.xday)
     p = daily.filter((daily.purchases > 0) & (daily.day < as_of_day))
     p = p.select(buyer=p.user_id, pday=p.day)
     joined = x.left_join(p, [x.user_id == p.buyer, p.pday >= x.xday, p.pday < x.xday + OFFER_RESPONSE_DAYS])

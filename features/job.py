@@ -20,7 +20,7 @@ import pandas as pd
 
 from features import definitions as defs
 from features.contract import write_table
-from features.daily import DailyState, DailyStore
+from features.daily import DailyState, DailyStore, temp_table
 from features.lifecycle import DOCS as SEGMENT_DOCS
 from features.lifecycle import add_segments
 from features.sources import (
@@ -46,14 +46,21 @@ def _lit(ts: pd.Timestamp) -> ir.Scalar:
     return ibis.literal(ts.to_pydatetime(), "timestamp")
 
 
-def _attach(left: ir.Table, right: ir.Table) -> ir.Table:
-    """Left-join per-user columns onto ``left`` by ``user_id`` (the right key is dropped)."""
+def _attach(left: ir.Table, right: ir.Table, key: str = "user_id") -> ir.Table:
+    """Left-join per-user columns onto ``left`` (``left[key] == right.user_id``; the right key is dropped)."""
     right = right.rename(_uid="user_id")
-    return left.left_join(right, left.user_id == right._uid).drop("_uid")
+    return left.left_join(right, left[key] == right._uid).drop("_uid")
+
+
+def _coded(frame: ir.Table, codes: ir.Table) -> ir.Table:
+    """``frame`` with its string ``user_id`` replaced by the user's integer code."""
+    joined = frame.join(codes, frame.user_id == codes.code_user)
+    return joined.select(joined.uid.name("user_id"), *[c for c in frame.columns if c != "user_id"])
 
 
 def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None = None,
-                  rows: ir.Table | None = None, lookback: int = 90, dormant_after: int = 45) -> ir.Table:
+                  rows: ir.Table | None = None, codes: ir.Table | None = None, lookback: int = 90,
+                  dormant_after: int = 45) -> ir.Table:
     """The snapshot as an Ibis expression (nothing is executed except reading the offer ids).
 
     Args:
@@ -62,6 +69,7 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
         daily: A kept daily activity table covering every day before ``as_of`` (default: aggregate
             the events now).
         rows: Kept item rows covering the distinct-count window (default: from the events).
+        codes: ``code_user -> uid`` when ``daily`` and ``rows`` are keyed by integer user codes.
         lookback: Days without activity after which a user is ``churned``.
         dormant_after: Days without activity after which a user is ``dormant``.
     """
@@ -71,10 +79,16 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
     if rows is None and src.has.item_id:
         start = _lit(as_of - pd.Timedelta(days=defs.DISTINCT_WINDOW))
         rows = defs.item_rows(defs.events_between(src.events, start, as_of_lit), src.items, per_day=False)
-    u = _attach(population(src, as_of), defs.behaviour(daily, day))
-    u = _attach(u, defs.purchase_gaps(daily, day))
+        rows = _coded(rows, codes) if codes is not None else rows
+    pop = population(src, as_of)
+    key = "user_id"
+    if codes is not None:
+        pop = pop.left_join(codes, pop.user_id == codes.code_user).drop("code_user")
+        key = "uid"
+    u = _attach(pop, defs.behaviour(daily, day), key)
+    u = _attach(u, defs.purchase_gaps(daily, day), key)
     if rows is not None:
-        u = _attach(u, defs.distinct_touched(rows, day, src.has_category))
+        u = _attach(u, defs.distinct_touched(rows, day, src.has_category), key)
         fills = {"distinct_items_90d": u.distinct_items_90d.fill_null(0)}
         if src.has_category:
             fills["distinct_categories_90d"] = u.distinct_categories_90d.fill_null(0)
@@ -82,8 +96,8 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
     else:
         u = u.mutate(distinct_items_90d=ibis.null("int64"), distinct_categories_90d=ibis.null("int64"))
     if src.exposures is not None:
-        history = defs.offer_history(src.exposures, daily, src.offer_ids, as_of_lit, day)
-        u = _attach(u, history)
+        history = defs.offer_history(src.exposures, daily, src.offer_ids, as_of_lit, day, codes)
+        u = _attach(u, history, key)
         u = u.mutate(offers_exposed=u.offers_exposed.fill_null(0))
     else:
         u = u.mutate(offers_exposed=ibis.null("int64"), offer_response_rate=ibis.null("float64"))
@@ -130,21 +144,51 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
     """
     src = open_sources(data_dir, con)
     ts = as_of_timestamp(as_of)
-    daily = rows = None
+    daily = rows = codes = None
     if daily_dir is not None:
         store = DailyStore(daily_dir)
         state = store.state()
-        if state is not None and as_of_timestamp(state.until) >= ts:
-            daily, rows = _kept(store, state, src, ts)
-    expr = feature_table(src, ts, daily=daily, rows=rows, lookback=lookback, dormant_after=dormant_after)
+        if state is not None and state.codes_until and as_of_timestamp(state.codes_until) >= ts:
+            daily, rows, codes = _kept(store, state, src, ts)
+    expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
+                         dormant_after=dormant_after)
     return normalize(expr.to_pandas())
 
 
 def _kept(store: DailyStore, state: DailyState, src: Sources,
-          as_of: pd.Timestamp) -> tuple[ir.Table, ir.Table | None]:
-    """The kept daily table, and the kept item rows when they cover the distinct window before ``as_of``."""
+          as_of: pd.Timestamp) -> tuple[ir.Table, ir.Table | None, ir.Table]:
+    """The kept tables for ``as_of``: daily activity (plus, on the fly, the days between its end and
+    ``as_of``), item rows with categories (None when they do not cover the distinct window), user codes."""
+    con = src.con
+    codes, icodes = store.user_codes(con, state), store.item_codes(con, state)
+    daily = store.activity(con, state)
     covered = as_of - pd.Timedelta(days=defs.DISTINCT_WINDOW) >= as_of_timestamp(state.items_from)
-    return store.activity(src.con, state), store.items(src.con, state) if covered else None
+    rows = store.items(con, state) if covered and src.has.item_id else None
+    kept_until = as_of_timestamp(state.until)
+    if as_of > kept_until:
+        tail = defs.events_between(src.events, _lit(kept_until), _lit(as_of))
+        daily = daily.union(_coded(defs.daily_activity(tail, src.has), codes).cast(daily.schema()))
+        if rows is not None:
+            extra = _coded(defs.item_rows(tail, None).select("user_id", "day", "item_id"), codes)
+            extra = extra.join(icodes, extra.item_id == icodes.code_item)
+            rows = rows.union(extra.select("user_id", "day", item_id=extra.iid).cast(rows.schema()))
+    if rows is not None:
+        if src.has_category and src.items is not None:
+            cats = src.items.select(cat_item=src.items.item_id.cast("string"),
+                                    category=src.items.category.cast("string"))
+            names = icodes.left_join(cats, icodes.code_item == cats.cat_item).select("iid", "category")
+        else:
+            names = icodes.select("iid", category=ibis.null("string"))
+        rows = rows.left_join(names, rows.item_id == names.iid)
+        rows = rows.select("user_id", "day", "item_id", "category")
+    # one pass over the files into the backend's memory: the feature query reads each table several times
+    return temp_table(con, daily), temp_table(con, rows) if rows is not None else None, codes
+
+
+def _last_event_day(src: Sources) -> pd.Timestamp | None:
+    """The day of the last event: the kept aggregate never covers it, it may still be filling up."""
+    last = src.events.ts.cast("timestamp").max().execute()
+    return None if last is None or pd.isna(last) else pd.Timestamp(last).normalize().as_unit("us")
 
 
 def snapshot_path(out_dir: str | Path, as_of: pd.Timestamp) -> Path:
@@ -182,12 +226,16 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
     src = open_sources(data_dir, con)
     store = DailyStore(out / "daily")
     started = time.perf_counter()
-    state = store.update(src, dates[-1], full=full)
+    # Days up to the last event's day are kept; later ones (there are events still to come for them)
+    # are aggregated on the fly, so a run ahead of the data never freezes an incomplete day.
+    last = _last_event_day(src)
+    keep = min(dates[-1], last) if last is not None else dates[0]
+    state = store.update(src, keep, codes_until=dates[-1], full=full)
     paths: list[Path] = []
     latest: pd.DataFrame | None = None
     for as_of in dates:
-        daily, rows = _kept(store, state, src, as_of)
-        expr = feature_table(src, as_of, daily=daily, rows=rows, lookback=lookback,
+        daily, rows, codes = _kept(store, state, src, as_of)
+        expr = feature_table(src, as_of, daily=daily, rows=rows, codes=codes, lookback=lookback,
                              dormant_after=dormant_after)
         frame = normalize(expr.to_pandas())
         paths.append(write_table(frame, snapshot_path(out, as_of)))

@@ -134,3 +134,20 @@ def test_cli_writes_snapshots_and_reports(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["features", "--data", str(tmp_path / "nowhere"), "--as-of", "2025-05-01"])
     assert bad.exit_code == 1
     assert "error" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_run_ahead_of_the_data_does_not_freeze_missing_days(tmp_path: Path) -> None:
+    """Features as of a date past the data, then the missing days arrive: the next run sees them."""
+    tables = random_world(tmp_path / "full", 16)
+    cut = AS_OF - pd.Timedelta(days=5)
+    ev = tables["events"]
+    early = {**tables, "events": ev[ev["ts"] < cut]}
+    for name, frame in early.items():
+        write_table(frame, tmp_path / "data" / f"{name}.parquet")
+    out = tmp_path / "features"
+    run_job(tmp_path / "data", [AS_OF], out, write_online=False)  # five days with no data yet
+    write_table(ev, tmp_path / "data" / "events.parquet")  # they arrive
+    later = AS_OF + pd.Timedelta(days=1)
+    run_job(tmp_path / "data", [later], out, write_online=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, later)),
+                                  build_features(tmp_path / "full", later))

@@ -34,10 +34,12 @@ def test_conversion_labels_match_brute_force(tmp_path: Path) -> None:
     tables = random_world(tmp_path, 12, n_users=60)
     got = conversion_labels(tmp_path, AS_OF, 21)
     ev, users = tables["events"], tables["users"]
-    buys = ev[(ev["event_type"] == "purchase") & (ev["ts"] >= AS_OF) & (ev["ts"] < AS_OF + pd.Timedelta(days=21))]
+    window = (ev["ts"] >= AS_OF) & (ev["ts"] < AS_OF + pd.Timedelta(days=21))
+    buys = ev[(ev["event_type"] == "purchase") & window]
     pop = sorted(users.loc[users["signup_ts"] < AS_OF, "user_id"])
     assert list(got["user_id"]) == pop
-    assert dict(zip(got["user_id"], got["converted"], strict=True)) == {u: u in set(buys["user_id"]) for u in pop}
+    want = {u: u in set(buys["user_id"]) for u in pop}
+    assert dict(zip(got["user_id"], got["converted"], strict=True)) == want
 
 
 def test_no_label_window_reaches_past_its_data(tmp_path: Path) -> None:
