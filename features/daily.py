@@ -33,6 +33,8 @@ from features.definitions import DISTINCT_WINDOW, daily_activity, events_between
 from features.sources import Sources, as_of_timestamp, read_table
 
 STATE = "state.json"
+VERSION = 2
+"""Layout version of the kept tables; a folder of another version is rebuilt."""
 
 
 @dataclass
@@ -43,6 +45,7 @@ class DailyState:
     items_from: str
     events: str
     codes_until: str = ""
+    version: int = 0
     activity: list[str] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
@@ -112,14 +115,15 @@ class DailyStore:
         codes_until = max(until, codes_until if codes_until is not None else until)
         state = self.state()
         source = str(src.events_path.resolve()) if src.events_path else ""
-        if full or state is None or state.events != source:
+        if full or state is None or state.events != source or state.version != VERSION:
             if self.root.exists():
                 shutil.rmtree(self.root)
             state = None
         self.root.mkdir(parents=True, exist_ok=True)
         if state is None:
             items_from = until - pd.Timedelta(days=DISTINCT_WINDOW)
-            state = DailyState(until="", items_from=items_from.strftime("%Y-%m-%d"), events=source)
+            state = DailyState(until="", items_from=items_from.strftime("%Y-%m-%d"), events=source,
+                               version=VERSION)
         start = as_of_timestamp(state.until) if state.until else None
         done = start is not None and start >= until
         con = src.con

@@ -20,7 +20,7 @@ import pandas as pd
 
 from features import definitions as defs
 from features.contract import write_table
-from features.daily import DailyState, DailyStore, temp_table
+from features.daily import VERSION, DailyState, DailyStore, temp_table
 from features.lifecycle import DOCS as SEGMENT_DOCS
 from features.lifecycle import add_segments
 from features.sources import (
@@ -148,11 +148,12 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
     if daily_dir is not None:
         store = DailyStore(daily_dir)
         state = store.state()
-        if state is not None and state.codes_until and as_of_timestamp(state.codes_until) >= ts:
+        usable = state is not None and state.version == VERSION and state.codes_until != ""
+        if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
             daily, rows, codes = _kept(store, state, src, ts)
     expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
                          dormant_after=dormant_after)
-    return normalize(expr.to_pandas())
+    return normalize(expr.to_pyarrow().to_pandas())
 
 
 def _kept(store: DailyStore, state: DailyState, src: Sources,
@@ -237,7 +238,7 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
         daily, rows, codes = _kept(store, state, src, as_of)
         expr = feature_table(src, as_of, daily=daily, rows=rows, codes=codes, lookback=lookback,
                              dormant_after=dormant_after)
-        frame = normalize(expr.to_pandas())
+        frame = normalize(expr.to_pyarrow().to_pandas())
         paths.append(write_table(frame, snapshot_path(out, as_of)))
         if on_done is not None:
             on_done(as_of, frame, time.perf_counter() - started)

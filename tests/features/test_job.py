@@ -82,6 +82,7 @@ def test_incremental_days_equal_a_full_rebuild_and_reruns_are_identical(tmp_path
     for day in days:
         kept = pd.read_parquet(snapshot_path(out, day))
         pd.testing.assert_frame_equal(kept, build_features(tmp_path, day))
+    pd.testing.assert_frame_equal(kept, build_features(tmp_path, days[-1], daily_dir=out / "daily"))
     first = snapshot_path(out, days[-1]).read_bytes()
     run_job(tmp_path, days, out, write_online=False)
     assert snapshot_path(out, days[-1]).read_bytes() == first
