@@ -65,6 +65,7 @@ class DailyStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._memory: dict = {}
 
     def state(self) -> DailyState | None:
         """The current state, or None when nothing is kept yet."""
@@ -148,26 +149,43 @@ class DailyStore:
         if not done:
             ucodes, icodes = self._read(con, state.users), self._read(con, state.item_codes)
             coded = agg.join(ucodes, agg.user_id == ucodes.code_user)
-            coded = coded.select(coded.uid.name("user_id"), *[c for c in agg.columns if c != "user_id"])
-            state.activity.append(self._write(con, coded, f"activity-{tag}.parquet"))
+            coded = temp_table(con, coded.select(coded.uid.name("user_id"),
+                                                 *[c for c in agg.columns if c != "user_id"]))
             r = rows.join(ucodes, rows.user_id == ucodes.code_user)
             r = r.join(icodes, r.item_id == icodes.code_item)
-            r = r.select(user_id=r.uid, day=r.day, item_id=r.iid)
+            r = temp_table(con, r.select(user_id=r.uid, day=r.day, item_id=r.iid))
+            fresh = not state.activity
+            state.activity.append(self._write(con, coded, f"activity-{tag}.parquet"))
             state.items.append(self._write(con, r, f"items-{tag}.parquet"))
             state.until = until.strftime("%Y-%m-%d")
+            # a fresh build's tables stay in the backend's memory: reading them back costs a second
+            self._memory = {"con": con, "activity": (list(state.activity), coded),
+                            "items": (list(state.items), r)} if fresh else {}
         state.codes_until = codes_until.strftime("%Y-%m-%d")
         tmp = self.root / f".{STATE}.tmp"
         tmp.write_text(json.dumps(state.__dict__, indent=2) + "\n")
         tmp.replace(self.root / STATE)
         return state
 
+    def _kept(self, con: ibis.BaseBackend, kind: str, parts: list[str]) -> ir.Table:
+        memory = self._memory
+        if memory.get("con") is con and memory[kind][0] == parts:
+            return memory[kind][1]
+        return self._read(con, parts)
+
+    def in_memory(self, con: ibis.BaseBackend, state: DailyState) -> bool:
+        """Whether the kept tables of ``state`` are already materialized on ``con`` (just built)."""
+        memory = self._memory
+        return memory.get("con") is con and memory["activity"][0] == state.activity \
+            and memory["items"][0] == state.items
+
     def activity(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
         """The kept daily activity table (``user_id`` holds the user's integer code)."""
-        return self._read(con, state.activity)
+        return self._kept(con, "activity", state.activity)
 
     def items(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
         """The kept (user code, day, item code) rows."""
-        return self._read(con, state.items)
+        return self._kept(con, "items", state.items)
 
     def user_codes(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
         """``code_user`` (the user id) -> ``uid``."""

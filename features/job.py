@@ -174,16 +174,27 @@ def _kept(store: DailyStore, state: DailyState, src: Sources,
             extra = extra.join(icodes, extra.item_id == icodes.code_item)
             rows = rows.union(extra.select("user_id", "day", item_id=extra.iid).cast(rows.schema()))
     if rows is not None:
-        if src.has_category and src.items is not None:
-            cats = src.items.select(cat_item=src.items.item_id.cast("string"),
-                                    category=src.items.category.cast("string"))
-            names = icodes.left_join(cats, icodes.code_item == cats.cat_item).select("iid", "category")
-        else:
-            names = icodes.select("iid", category=ibis.null("string"))
+        names = _category_codes(src, icodes)
         rows = rows.left_join(names, rows.item_id == names.iid)
         rows = rows.select("user_id", "day", "item_id", "category")
     # one pass over the files into the backend's memory: the feature query reads each table several times
-    return temp_table(con, daily), temp_table(con, rows) if rows is not None else None, codes
+    if not (as_of <= kept_until and store.in_memory(con, state)):
+        daily = temp_table(con, daily)
+    return daily, temp_table(con, rows) if rows is not None else None, codes
+
+
+def _category_codes(src: Sources, icodes: ir.Table) -> ir.Table:
+    """``iid -> category`` with each category as a small integer code (distinct counts are the same,
+    and joins and groupings on integers are much cheaper than on the names)."""
+    if not (src.has_category and src.items is not None):
+        return temp_table(src.con, icodes.select("iid", category=ibis.null("int64")))
+    cats = src.items.select(cat_item=src.items.item_id.cast("string"),
+                            name=src.items.category.cast("string"))
+    names = cats.filter(cats.name.notnull()).select("name").distinct()
+    names = names.mutate(category=ibis.row_number().cast("int64"))
+    cats = cats.left_join(names, "name").select("cat_item", "category")
+    coded = icodes.left_join(cats, icodes.code_item == cats.cat_item)
+    return temp_table(src.con, coded.select("iid", "category"))
 
 
 def _last_event_day(src: Sources) -> pd.Timestamp | None:

@@ -38,6 +38,29 @@ def _restore(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_type(col: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_integer_dtype(col):
+        return "INTEGER"
+    if pd.api.types.is_float_dtype(col):
+        return "REAL"
+    return "TEXT"
+
+
+def _values(col: pd.Series) -> list[Any]:
+    """A column as plain Python values for SQLite, missing values (NaN, None, NA) as None."""
+    missing = col.isna().to_numpy()
+    values = col.to_numpy(dtype=object) if col.dtype == object else col.to_numpy()
+    out = values.tolist()
+    if missing.any():
+        for i in missing.nonzero()[0].tolist():
+            out[i] = None
+    return out
+
+
 class OnlineStore(ABC):
     """Latest features per user: ``write`` a whole snapshot, ``get`` a few users fast."""
 
@@ -73,8 +96,15 @@ class SQLiteStore(OnlineStore):
             if pd.api.types.is_datetime64_any_dtype(frame[col]):
                 frame[col] = frame[col].dt.strftime("%Y-%m-%dT%H:%M:%S")
         as_of = str(snapshot["as_of"].max()) if "as_of" in snapshot and len(snapshot) else ""
+        columns = [str(c) for c in frame.columns]
         with sqlite3.connect(tmp) as db:
-            frame.to_sql("features", db, index=False, chunksize=50_000)
+            # a new file renamed into place when complete: no journal needed
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            decl = ", ".join(f"{_quote(c)} {_sql_type(frame[c])}" for c in columns)
+            db.execute(f"CREATE TABLE features ({decl})")
+            db.executemany(f"INSERT INTO features VALUES ({', '.join('?' * len(columns))})",
+                           zip(*[_values(frame[c]) for c in columns], strict=True))
             db.execute("CREATE UNIQUE INDEX features_user ON features(user_id)")
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
             db.executemany("INSERT INTO meta VALUES (?, ?)",
