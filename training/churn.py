@@ -2,8 +2,11 @@
 
 ``churn`` predicts no activity (any event but a refund) within the horizon; ``propensity`` predicts a
 purchase within it. Both are the same calibrated LightGBM estimator (:class:`RiskModel`) with opposite
-monotone constraints on recency, trained on back-test slices (:mod:`training.datasets`) and compared on
-the holdout with a recency rule, an RFM logistic regression and a BG/NBD model.
+monotone constraints on recency, trained on back-test slices (:mod:`training.datasets`, bi-weekly as-of
+dates, fitting users apart from check users) and compared on the holdout with a recency rule, an RFM
+logistic regression and a BG/NBD model. Its inputs include the BG/NBD and Gamma-Gamma outputs computed
+point in time for each as-of date, and its hyperparameters come from a small grid scored on the
+validation slice (:func:`search_model`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from training.baselines import BGNBD, RecencyRule, RFMLogistic, rfm_summary
-from training.datasets import BacktestSet, build_backtest
+from training.datasets import STACKED_FEATURES, BacktestSet, build_backtest
 from training.evaluate import metrics_table
 from training.risk_model import RECENCY_FEATURES, RiskModel
 
@@ -41,6 +45,12 @@ KINDS: dict[str, KindSpec] = {
 }
 MODEL_NAME = "lightgbm"
 BASELINES: tuple[str, ...] = ("recency_rule", "rfm_logistic", "bg_nbd")
+SEARCH_GRID: tuple[dict[str, object], ...] = tuple(
+    {"num_leaves": leaves, "min_child_samples": child, "colsample": cols, "reg_lambda": l2}
+    for leaves, child in ((4, 200), (7, 100), (15, 50))
+    for cols, l2 in ((0.5, 1.0), (0.8, 10.0))
+)
+"""Hyperparameters tried by :func:`search_model`, each scored on the validation slice (check users)."""
 
 
 def spec_for(kind: str) -> KindSpec:
@@ -55,11 +65,12 @@ def spec_for(kind: str) -> KindSpec:
 
 
 def feature_list(kind: str) -> tuple[list[str], list[str]]:
-    """The reviewed feature list of a kind (``features.feature_sets``) and its categorical features."""
+    """The reviewed feature list of a kind (``features.feature_sets``) plus the BG/NBD and Gamma-Gamma
+    inputs computed in training (:data:`training.datasets.STACKED_FEATURES`), and the categorical ones."""
     from features import feature_sets
 
     names = feature_sets.CHURN_FEATURES if kind == "churn" else feature_sets.PROPENSITY_FEATURES
-    return list(names), list(feature_sets.CATEGORICAL_FEATURES)
+    return [*names, *STACKED_FEATURES], list(feature_sets.CATEGORICAL_FEATURES)
 
 
 def new_model(kind: str, seed: int = 0, **params: object) -> RiskModel:
@@ -74,6 +85,33 @@ def fit_model(kind: str, bt: BacktestSet, seed: int = 0, **params: object) -> Ri
     """Fit on the back-test's training slice; early stopping and calibration on its validation slice."""
     model = new_model(kind, seed=seed, **params)
     return model.fit(bt.train, bt.train["label"].to_numpy(), bt.valid, bt.valid["label"].to_numpy())
+
+
+def search_model(
+    kind: str,
+    bt: BacktestSet,
+    seed: int = 0,
+    *,
+    grid: tuple[dict[str, object], ...] = SEARCH_GRID,
+    params: dict[str, object] | None = None,
+) -> RiskModel:
+    """Fit one model per ``grid`` entry and keep the best validation ROC-AUC (the holdout is not read).
+
+    The trials are kept on the returned model as ``search_`` (parameters, validation ROC-AUC, rounds).
+    """
+    best: RiskModel | None = None
+    best_auc = -np.inf
+    trials: list[dict[str, object]] = []
+    y_valid = bt.valid["label"].to_numpy()
+    for trial in grid:
+        model = fit_model(kind, bt, seed=seed, **{**(params or {}), **trial})
+        auc = float(roc_auc_score(y_valid, model.predict_raw(bt.valid)))
+        trials.append({**trial, "valid_roc_auc": auc, "best_iteration": model.best_iteration_})
+        if auc > best_auc:
+            best, best_auc = model, auc
+    assert best is not None
+    best.search_ = trials
+    return best
 
 
 def activity_events(events: pd.DataFrame, spec: KindSpec) -> tuple[str, ...]:
@@ -134,9 +172,10 @@ def train_kind(
     horizon: int,
     kind: str,
     lookback: int = 365,
-    n_dates: int = 6,
-    step_days: int = 30,
+    n_dates: int = 12,
+    step_days: int = 14,
     seed: int = 0,
+    search: bool = True,
     progress: Callable[[str], None] | None = None,
     **params: object,
 ) -> TrainResult:
@@ -151,6 +190,8 @@ def train_kind(
         n_dates: Back-test as-of dates.
         step_days: Days between them.
         seed: Model seed.
+        search: Choose the hyperparameters from :data:`SEARCH_GRID` on the validation slice (else
+            ``params`` as given).
         progress: Called with a line of text before each long step.
         **params: Model hyperparameters (see :class:`RiskModel`).
 
@@ -172,7 +213,11 @@ def train_kind(
     )
     if progress is not None:
         progress(f"{kind}: fitting LightGBM on {len(bt.train):,} rows, validating on {len(bt.valid):,}")
-    model = fit_model(kind, bt, seed=seed, **params)
+    model = (
+        search_model(kind, bt, seed=seed, params=params)
+        if search
+        else fit_model(kind, bt, seed=seed, **params)
+    )
     events = load_table(data_dir, "events", required=True)
     assert events is not None
     events = events.loc[events["ts"] < pd.Timestamp(target)]

@@ -127,6 +127,10 @@ def log_and_promote(
             },
         }
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        for i, trial in enumerate(model.search_):  # the hyperparameter search, one child run per trial
+            with mlflow.start_run(run_name=f"{result.kind} trial {i}", nested=True):
+                mlflow.log_params({k: v for k, v in trial.items() if k != "valid_roc_auc"})
+                mlflow.log_metric("valid_roc_auc", float(trial["valid_roc_auc"]))  # type: ignore[arg-type]
         metrics = {"holdout_outcome_rate": float(y.mean())}
         for name, row in result.table.iterrows():
             prefix = "" if name == "lightgbm" else f"{name}_"

@@ -81,6 +81,7 @@ class RiskModel:
         self.calibration = calibration
         self.seed = seed
         self.num_threads = num_threads
+        self.search_: list[dict[str, object]] = []  # trials of a hyperparameter search, when one chose this
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters (for MLflow and for :meth:`load`)."""
@@ -160,6 +161,11 @@ class RiskModel:
     ) -> RiskModel:
         """Fit on the training slice, stop early and calibrate on the (later) validation slice.
 
+        Early stopping uses every validation row; the calibration map only the rows of the latest
+        ``as_of`` (all rows when there is no ``as_of`` column), the closest to scoring time. The drift
+        reference is likewise the training rows of the latest ``as_of``: the snapshot whose population
+        is closest to the one scored.
+
         Args:
             frame: Training features.
             y: Training outcomes (0/1).
@@ -194,11 +200,14 @@ class RiskModel:
             ],
         )
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        latest = _latest(valid_frame)
         self.calibrator_ = Calibrator(self.calibration, seed=self.seed).fit(
-            self.predict_raw(valid_frame), valid_y
+            self.predict_raw(valid_frame.loc[latest]), valid_y[latest]
         )
         self.drift_reference_ = build_reference(
-            frame, [c for c in self.features_ if c not in self.categories_], list(self.categories_)
+            frame.loc[_latest(frame)],
+            [c for c in self.features_ if c not in self.categories_],
+            list(self.categories_),
         )
         self.train_rate_ = float(y.mean())
         return self
@@ -254,3 +263,11 @@ class RiskModel:
         model.drift_reference_ = meta["drift_reference_"]
         model.train_rate_ = float(meta["train_rate_"])
         return model
+
+
+def _latest(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of the latest ``as_of`` (every row when the frame has no ``as_of`` column)."""
+    if "as_of" not in frame or frame["as_of"].isna().all():
+        return np.ones(len(frame), dtype=bool)
+    as_of = pd.to_datetime(frame["as_of"])
+    return np.asarray(as_of == as_of.max())

@@ -46,7 +46,8 @@ def score_outputs(
     """
     from features.job import build_features
     from training.churn_mlflow import load_risk_model
-    from training.winback import score_churn, values_for, winback_list
+    from training.datasets import load_events_before, with_stacked
+    from training.winback import population, score_churn, values_for, winback_list
 
     model = load_risk_model(tracking_uri, "churn")
     try:
@@ -54,6 +55,8 @@ def score_outputs(
     except RuntimeError:
         propensity = None
     frame = features if features is not None else build_features(data_dir, as_of)
+    # the models' BG/NBD and Gamma-Gamma inputs, fitted on the scored population's history, as in training
+    frame = with_stacked(population(frame, lookback), load_events_before(data_dir, as_of), as_of)
     scored = score_churn(model, frame, lookback=lookback, propensity=propensity)
     values = values_for(data_dir, as_of, scored.scores["user_id"], horizon)
     winback = winback_list(scored.scores, values, top=top, segment=segment, min_value=min_value)

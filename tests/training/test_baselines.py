@@ -10,8 +10,9 @@ import pytest
 from training.baselines import BGNBD, GammaGamma, RecencyRule, RFMLogistic, rfm_summary
 
 
-def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, T: np.ndarray, future: float,
-                   rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def simulate_bgnbd(
+    n: int, r: float, alpha: float, a: float, b: float, T: np.ndarray, future: float, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
     """Customers of the BG/NBD story: Poisson purchases at rate lambda ~ Gamma(r, alpha); after each repeat
     purchase they leave with probability p ~ Beta(a, b). Returns x, t_x and the count in (T, T + future]."""
     lam, p = rng.gamma(r, 1 / alpha, n), rng.beta(a, b, n)
@@ -87,8 +88,14 @@ def test_rfm_summary_matches_a_brute_force_loop() -> None:
     start = pd.Timestamp("2025-01-01")
     for u in range(40):
         for _ in range(rng.integers(0, 8)):
-            rows.append((f"u{u}", start + pd.Timedelta(hours=int(rng.integers(0, 24 * 120))),
-                         str(rng.choice(["purchase", "view", "refund"])), float(rng.integers(1, 50))))
+            rows.append(
+                (
+                    f"u{u}",
+                    start + pd.Timedelta(hours=int(rng.integers(0, 24 * 120))),
+                    str(rng.choice(["purchase", "view", "refund"])),
+                    float(rng.integers(1, 50)),
+                )
+            )
     events = pd.DataFrame(rows, columns=["user_id", "ts", "event_type", "amount"])
     as_of = pd.Timestamp("2025-04-01")
     users = pd.Series([f"u{u}" for u in range(40)])
@@ -110,8 +117,13 @@ def test_rfm_summary_matches_a_brute_force_loop() -> None:
 def test_recency_rule_and_rfm_logistic_rank_by_recency() -> None:
     rng = np.random.default_rng(0)
     n = 4000
-    frame = pd.DataFrame({"days_since_last_event": rng.exponential(40, n), "orders_180d": rng.poisson(3, n),
-                          "spend_180d": rng.gamma(2, 30, n)})
+    frame = pd.DataFrame(
+        {
+            "days_since_last_event": rng.exponential(40, n),
+            "orders_180d": rng.poisson(3, n),
+            "spend_180d": rng.gamma(2, 30, n),
+        }
+    )
     y = (rng.random(n) < 1 / (1 + np.exp(-(frame["days_since_last_event"] - 40) / 10))).astype(int)
     rule = RecencyRule().fit(frame, y)
     p = rule.predict_proba(frame)
@@ -124,3 +136,43 @@ def test_recency_rule_and_rfm_logistic_rank_by_recency() -> None:
     with_null = frame.head(3).assign(days_since_last_event=np.nan)
     assert np.isfinite(logit.predict_proba(with_null)).all()
     assert np.isfinite(rule.predict_proba(with_null)).all()
+
+
+def test_stacked_features_are_point_in_time_and_match_the_models() -> None:
+    from training.datasets import STACKED_FEATURES, stacked_features
+
+    rng = np.random.default_rng(5)
+    n = 400
+    start = pd.Timestamp("2024-01-01")
+    rows = []
+    for u in range(n):
+        days = np.sort(rng.choice(300, size=int(rng.integers(1, 12)), replace=False))
+        for d in days:
+            kind = "view" if rng.random() < 0.3 else "purchase"
+            rows.append(
+                (f"u{u:03d}", start + pd.Timedelta(days=int(d), hours=9), kind, float(rng.gamma(2, 20)))
+            )
+    rows.append(("u000", start + pd.Timedelta(days=10), "refund", -5.0))
+    events = pd.DataFrame(rows, columns=["user_id", "ts", "event_type", "amount"])
+    as_of = pd.Timestamp("2024-07-01")
+    users = pd.Series([f"u{u:03d}" for u in range(n)] + ["nobody"])
+    got = stacked_features(events, as_of.date(), users)
+    assert list(got.columns) == ["user_id", *STACKED_FEATURES] and got["user_id"].tolist() == users.tolist()
+    # deleting every event at or after the as-of date changes nothing
+    before = stacked_features(events.loc[events["ts"] < as_of], as_of.date(), users)
+    pd.testing.assert_frame_equal(got, before)
+    # ... while later events do change a later as-of date's features
+    later = stacked_features(events, (as_of + pd.Timedelta(days=60)).date(), users)
+    assert not np.allclose(later["bg_p_alive"].fillna(0), got["bg_p_alive"].fillna(0))
+    # the values are the BG/NBD of activity days (refunds excluded) fitted on these users' history
+    s = rfm_summary(events, as_of, event_types=("view", "purchase"), user_ids=users)
+    seen = s["n_transactions"].to_numpy() > 0
+    x, t_x, big_t = (s[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+    bg = BGNBD(penalizer=0.001).fit(x[seen], t_x[seen], big_t[seen])
+    np.testing.assert_allclose(got["bg_p_alive"].to_numpy()[seen], bg.probability_alive(x, t_x, big_t)[seen])
+    np.testing.assert_allclose(
+        got["bg_expected_13w"].to_numpy()[seen], bg.expected_transactions(13.0, x, t_x, big_t)[seen]
+    )
+    np.testing.assert_allclose(got["bg_frequency"].to_numpy()[seen], x[seen])
+    assert got.loc[got["user_id"] == "nobody", list(STACKED_FEATURES)].isna().all(axis=None)
+    assert got["gg_order_value"].dropna().gt(0).all() and got["bg_silent_share"].dropna().between(0, 1).all()

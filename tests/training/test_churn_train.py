@@ -52,6 +52,9 @@ def test_close_to_the_oracle_and_calibrated(trained: TrainResult, world: Path) -
         and bt.valid_date < bt.holdout_date
     )
     assert set(bt.train["as_of"].dt.date) == set(bt.dates[:-2])  # training: every date before validation
+    # no user is in both training and validation/holdout (their label windows overlap from date to date)
+    assert not set(bt.train["user_id"]) & (set(bt.valid["user_id"]) | set(bt.holdout["user_id"]))
+    assert set(bt.valid["as_of"].dt.date) == set(bt.dates[:-1]) and len(trained.model.search_) > 1
 
 
 def test_no_event_at_or_after_the_target_is_read(trained: TrainResult, world: Path, tmp_path: Path) -> None:
