@@ -1,6 +1,8 @@
-"""Population stability index: has a feature's distribution moved since the training window?
+"""Population stability index: has a feature's distribution moved since training?
 
-The training window's distribution is kept as a small reference (decile edges and shares for numbers,
+The reference is the training rows of the latest as-of date (the snapshot closest to scoring; pooling
+every back-test date would flag features that merely grow with the history, such as tenure). Its
+distribution is kept as a small reference (decile edges and shares for numbers,
 level shares for categories, plus the share of nulls) inside the fitted model, so every scoring run can
 compare without the training data. PSI above 0.2 is the usual "significant shift" line.
 """

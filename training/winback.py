@@ -43,7 +43,7 @@ class Scored:
 
     @property
     def drifted(self) -> list[str]:
-        """Features whose PSI against the training window is past the warning line."""
+        """Features whose PSI against the latest training snapshot is past the warning line."""
         return self.drift.loc[self.drift["drifted"], "feature"].tolist()
 
 
@@ -141,4 +141,3 @@ def values_for(data_dir: str | Path, as_of: date, user_ids: pd.Series, horizon: 
     assert events is not None
     events = events.loc[events["ts"] < pd.Timestamp(as_of)]
     return value_at_stake(events, as_of, user_ids, horizon)
-

@@ -34,7 +34,7 @@ def _quiet_mlflow() -> None:
 def _warn_drift(drifted: list[str]) -> None:
     if drifted:
         console.print(
-            f"[yellow]warning:[/] {len(drifted)} feature(s) drifted from the training window "
+            f"[yellow]warning:[/] {len(drifted)} feature(s) drifted from the latest training snapshot "
             f"(PSI > 0.2): {', '.join(drifted)}",
             highlight=False,
             soft_wrap=True,

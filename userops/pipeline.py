@@ -74,18 +74,20 @@ def run_pipeline(
 ) -> PipelineReport:
     """Features -> train churn and propensity -> evaluate beside baselines -> promote -> score -> win-back.
 
-    Writes ``data_dir/features/as_of=DATE.parquet``, MLflow runs and model versions,
+    Writes ``data_dir/features/as_of=DATE.parquet`` (and its online copy, through the feature job),
+    MLflow runs and model versions,
     ``data_dir/scores/churn_as_of=DATE.csv`` and ``data_dir/winback/winback_as_of=DATE.csv``.
     """
-    from features.job import build_features, snapshot_path
+    from features.job import run_job
     from training.churn import train_and_register
 
     say = progress or (lambda _: None)
     report = PipelineReport()
     data = Path(data_dir)
     say(f"features as of {as_of}")
-    frame = build_features(data, as_of)
-    report.rows["features"] = write_table(frame, snapshot_path(data / "features", pd.Timestamp(as_of)))
+    (path,) = run_job(data, [as_of], data / "features")
+    report.rows["features"] = path
+    frame = pd.read_parquet(path)
     for kind in ("churn", "propensity"):
         say(f"train {kind}: back-test, fit, evaluate beside baselines, promote")
         rows = train_and_register(

@@ -36,6 +36,7 @@ def test_pipeline_then_score_and_winback(tmp_path: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 0, result.output
     assert "becomes champion" in result.output and "time" in result.output
     assert (world / "mlflow.db").exists() and (world / "features" / f"as_of={AS_OF}.parquet").exists()
+    assert (world / "online" / "features.sqlite").exists()  # the feature job also refreshed the online copy
     scores = pd.read_csv(world / "scores" / f"churn_as_of={AS_OF}.csv")
     listing = pd.read_csv(world / "winback" / f"winback_as_of={AS_OF}.csv", keep_default_na=False)
     assert list(scores.columns[:4]) == ["user_id", "churn_risk", "lifecycle_stage", "reasons"]
