@@ -50,6 +50,9 @@ class DailyState:
     items: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
     item_codes: list[str] = field(default_factory=list)
+    bands: str = ""
+    """A kept ``periods`` table (the age-band folding of the daily rows) as of ``bands_as_of``."""
+    bands_as_of: str = ""
 
 
 def _stamp(ts: pd.Timestamp) -> str:
@@ -95,8 +98,8 @@ class DailyStore:
             offset = int(old[code].max().execute() or 0)
         coded = temp_table(con, new.select(
             **{key: new.key, code: (offset + 1 + ibis.dense_rank().over(order_by=new.key)).cast("int64")}))
-        if coded.count().execute() == 0:
-            return parts
+        if parts and coded.count().execute() == 0:
+            return parts  # (the first part is written even when empty: the table exists, with its types)
         return [*parts, self._write(con, coded, f"{kind}codes-{tag}-{uuid.uuid4().hex[:8]}.parquet")]
 
     def update(self, src: Sources, until: pd.Timestamp, *, codes_until: pd.Timestamp | None = None,
@@ -162,10 +165,29 @@ class DailyStore:
             self._memory = {"con": con, "activity": (list(state.activity), coded),
                             "items": (list(state.items), r)} if fresh else {}
         state.codes_until = codes_until.strftime("%Y-%m-%d")
+        self._save(state)
+        return state
+
+    def _save(self, state: DailyState) -> None:
         tmp = self.root / f".{STATE}.tmp"
         tmp.write_text(json.dumps(state.__dict__, indent=2) + "\n")
         tmp.replace(self.root / STATE)
-        return state
+
+    def bands(self, con: ibis.BaseBackend, state: DailyState) -> tuple[ir.Table, pd.Timestamp] | None:
+        """The kept ``periods`` table and its as-of date, if any."""
+        if not state.bands or not (self.root / state.bands).exists():
+            return None
+        return self._read(con, [state.bands]), as_of_timestamp(state.bands_as_of)
+
+    def keep_bands(self, con: ibis.BaseBackend, state: DailyState, bands: ir.Table,
+                   as_of: pd.Timestamp) -> None:
+        """Keep ``bands`` (``periods`` as of ``as_of``) so a later day's bands roll on from it."""
+        old = state.bands
+        state.bands = self._write(con, bands, f"bands-{_stamp(as_of)}-{uuid.uuid4().hex[:8]}.parquet")
+        state.bands_as_of = as_of.strftime("%Y-%m-%d")
+        self._save(state)
+        if old and old != state.bands:
+            (self.root / old).unlink(missing_ok=True)
 
     def _kept(self, con: ibis.BaseBackend, kind: str, parts: list[str]) -> ir.Table:
         memory = self._memory

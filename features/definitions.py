@@ -382,9 +382,67 @@ def periods(daily: ir.Table, as_of_day: int) -> ir.Table:
     )
 
 
-def behaviour(daily: ir.Table, as_of_day: int) -> ir.Table:
-    """All period reductions per user with activity before the as-of day (helpers start with ``_``)."""
-    p = periods(daily, as_of_day)
+def roll_periods(bands: ir.Table, bands_day: int, daily: ir.Table, as_of_day: int) -> ir.Table:
+    """``periods(daily, as_of_day)`` from ``bands = periods(daily, bands_day)``, an earlier as-of day.
+
+    Only daily rows that change age band between the two days (a few days' rows per band boundary) and
+    the new days are read: each leaves its old band (subtracted) and joins its new one (added). Sums and
+    counts move exactly; a band's most recent active (purchase) day is the newest of what it kept and
+    what joined, or none when no active day (purchase) is left in it: the rows that leave a band are its
+    oldest. A band may be left holding zeros where :func:`periods` has no row, or a 0 spend where it has
+    null (no purchase in the band); every reduction fills those to the same values.
+
+    Args:
+        bands: :func:`periods` as of ``bands_day``.
+        bands_day: Its as-of day, ``<= as_of_day``.
+        daily: The daily activity table, covering every day before ``as_of_day``.
+        as_of_day: The as-of day wanted.
+    """
+    if as_of_day < bands_day:
+        raise ValueError("periods roll forward only")
+    schema = bands.schema()
+    old = bands.select(
+        "user_id", "period", "events", "purchases", "orders", "spend_e4", "refunds", "sessions",
+        "active_days", last_active=bands_day - bands.last_active_age,
+        last_purchase=bands_day - bands.last_purchase_age)
+    moved = daily.day >= bands_day
+    for p in PERIODS[:-1]:
+        moved = moved | ((daily.day >= bands_day - p) & (daily.day < as_of_day - p))
+    d = daily.filter(moved & (daily.day < as_of_day))
+
+    def band(age: ir.IntegerValue) -> ir.IntegerValue:
+        return ibis.cases(*[(age <= p, p) for p in PERIODS[:-1]], else_=PERIODS[-1])
+
+    active = (d.events > 0).cast("int64")
+    values = {c: d[c] for c in ("events", "purchases", "orders", "spend_e4", "refunds", "sessions")}
+    joined = d.select("user_id", period=band(as_of_day - d.day), **values, active_days=active,
+                      last_active=ibis.ifelse(d.events > 0, d.day, ibis.null("int32")),
+                      last_purchase=ibis.ifelse(d.purchases > 0, d.day, ibis.null("int32")))
+    left = d.filter(d.day < bands_day)
+    left = left.select("user_id", period=band(bands_day - left.day),
+                       **{c: -left[c] for c in values}, active_days=-(left.events > 0).cast("int64"),
+                       last_active=ibis.null("int32"), last_purchase=ibis.null("int32"))
+    cols = [*old.columns]
+    rows = old.union(joined.select(*cols).cast(old.schema())).union(left.select(*cols).cast(old.schema()))
+    g = rows.group_by(["user_id", "period"]).aggregate(
+        **{c: rows[c].sum() for c in (*values, "active_days")},
+        last_active=rows.last_active.max(), last_purchase=rows.last_purchase.max())
+    out = g.select(
+        "user_id", "period", *values, "active_days",
+        last_active_age=ibis.ifelse(g.active_days > 0, as_of_day - g.last_active, ibis.null("int64")),
+        last_purchase_age=ibis.ifelse(g.purchases > 0, as_of_day - g.last_purchase, ibis.null("int64")))
+    return out.select(*schema.names).cast(schema)
+
+
+def behaviour(daily: ir.Table, as_of_day: int, bands: ir.Table | None = None) -> ir.Table:
+    """All period reductions per user with activity before the as-of day (helpers start with ``_``).
+
+    Args:
+        daily: The daily activity table.
+        as_of_day: The as-of day.
+        bands: ``periods(daily, as_of_day)`` when already at hand (e.g. rolled on from a kept one).
+    """
+    p = bands if bands is not None else periods(daily, as_of_day)
     return p.group_by("user_id").aggregate(**{name: fn(p) for name, fn in _REDUCTIONS.items()})
 
 

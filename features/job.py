@@ -60,7 +60,7 @@ def _coded(frame: ir.Table, codes: ir.Table) -> ir.Table:
 
 def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None = None,
                   rows: ir.Table | None = None, codes: ir.Table | None = None, lookback: int = 90,
-                  dormant_after: int = 45) -> ir.Table:
+                  dormant_after: int = 45, bands: ir.Table | None = None) -> ir.Table:
     """The snapshot as an Ibis expression (nothing is executed except reading the offer ids).
 
     Args:
@@ -72,6 +72,7 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
         codes: ``code_user -> uid`` when ``daily`` and ``rows`` are keyed by integer user codes.
         lookback: Days without activity after which a user is ``churned``.
         dormant_after: Days without activity after which a user is ``dormant``.
+        bands: ``definitions.periods(daily, as_of)`` when already at hand.
     """
     as_of_lit, day = _lit(as_of), day_of(as_of)
     if daily is None:
@@ -85,7 +86,7 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
     if codes is not None:
         pop = pop.left_join(codes, pop.user_id == codes.code_user).drop("code_user")
         key = "uid"
-    u = _attach(pop, defs.behaviour(daily, day), key)
+    u = _attach(pop, defs.behaviour(daily, day, bands), key)
     u = _attach(u, defs.purchase_gaps(daily, day), key)
     if rows is not None:
         u = _attach(u, defs.distinct_touched(rows, day, src.has_category), key)
@@ -144,15 +145,16 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
     """
     src = open_sources(data_dir, con)
     ts = as_of_timestamp(as_of)
-    daily = rows = codes = None
+    daily = rows = codes = bands = None
     if daily_dir is not None:
         store = DailyStore(daily_dir)
         state = store.state()
         usable = state is not None and state.version == VERSION and state.codes_until != ""
         if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
             daily, rows, codes = _kept(store, state, src, ts)
+            bands = _bands(store, state, src, daily, ts, keep=False)
     expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                         dormant_after=dormant_after)
+                         dormant_after=dormant_after, bands=bands)
     return normalize(expr.to_pyarrow().to_pandas())
 
 
@@ -181,6 +183,27 @@ def _kept(store: DailyStore, state: DailyState, src: Sources,
     if not (as_of <= kept_until and store.in_memory(con, state)):
         daily = temp_table(con, daily)
     return daily, temp_table(con, rows) if rows is not None else None, codes
+
+
+ROLL_DAYS = 30
+"""Kept age bands at most this many days old are rolled on to the as-of date; older ones are rebuilt."""
+
+
+def _bands(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, as_of: pd.Timestamp, *,
+           keep: bool) -> ir.Table:
+    """``periods(daily, as_of)``, rolled on from the kept bands when they are a few days older (cost in
+    proportion to the days' rows that change band, not the history); kept when ``as_of`` is the last
+    kept day (``keep``), so the next day rolls on from it."""
+    con, day = src.con, day_of(as_of)
+    kept = store.bands(con, state)
+    if kept is not None and 0 <= day - day_of(kept[1]) <= ROLL_DAYS:
+        bands = defs.roll_periods(kept[0], day_of(kept[1]), daily, day)
+    else:
+        bands = defs.periods(daily, day)
+    bands = temp_table(con, bands)
+    if keep and as_of == as_of_timestamp(state.until) and (kept is None or kept[1] != as_of):
+        store.keep_bands(con, state, bands, as_of)
+    return bands
 
 
 def _category_codes(src: Sources, icodes: ir.Table) -> ir.Table:
@@ -247,8 +270,9 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
     latest: pd.DataFrame | None = None
     for as_of in dates:
         daily, rows, codes = _kept(store, state, src, as_of)
+        bands = _bands(store, state, src, daily, as_of, keep=True)
         expr = feature_table(src, as_of, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                             dormant_after=dormant_after)
+                             dormant_after=dormant_after, bands=bands)
         frame = normalize(expr.to_pyarrow().to_pandas())
         paths.append(write_table(frame, snapshot_path(out, as_of)))
         if on_done is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,49 @@ def test_a_run_ahead_of_the_data_does_not_freeze_missing_days(tmp_path: Path) ->
     run_job(tmp_path / "data", [later], out, write_online=False)
     pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, later)),
                                   build_features(tmp_path / "full", later))
+
+
+@pytest.mark.parametrize("columns", ["all", "events only"])
+def test_age_bands_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path, columns: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept age bands roll on by the rows that change band; every snapshot equals a fresh one,
+    over one-day and several-day steps, a step past the roll limit, and days past the data's end."""
+    from features import definitions as defs
+
+    rolled: list[int] = []
+    roll = defs.roll_periods
+    monkeypatch.setattr(defs, "roll_periods",
+                        lambda b, bd, d, day: rolled.append(day - bd) or roll(b, bd, d, day))
+    tables = random_world(tmp_path, 23, n_users=60)
+    if columns == "events only":  # no amounts (spend null), sessions or items
+        write_table(tables["events"][["user_id", "ts", "event_type"]], tmp_path / "events.parquet")
+    out = tmp_path / "features"
+    first = AS_OF - pd.Timedelta(days=100)
+    run_job(tmp_path, [first], out, write_online=False, full=True)
+    daily = out / "daily"
+    steps = [1, 1, 6, 1, 29, 1, 45, 1, 1, 31, 60]  # past the events' end (day 170) at the end
+    day = first
+    for step in steps:
+        day = day + pd.Timedelta(days=step)
+        run_job(tmp_path, [day], out, write_online=False)
+        pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, day)), build_features(tmp_path, day),
+                                      obj=f"{day.date()}")
+        state = json.loads((daily / "state.json").read_text())
+        assert state["bands"] and (daily / state["bands"]).exists()
+        assert len(list(daily.glob("bands-*.parquet"))) == 1
+    assert state["bands_as_of"] < str(day.date())  # a day past the data's end is not kept
+    assert max(rolled) <= 30 and {1, 6, 29} <= set(rolled) and len(rolled) >= 7, rolled
+    # served from the kept daily table (and bands) without writing anything
+    fresh = build_features(tmp_path, day)
+    pd.testing.assert_frame_equal(build_features(tmp_path, day, daily_dir=daily), fresh)
+
+
+def test_roll_periods_only_rolls_forward() -> None:
+    import ibis
+
+    from features import definitions as defs
+
+    t = ibis.table({"user_id": "int64", "day": "int32", "events": "int64", "purchases": "int64",
+                    "orders": "int64", "spend_e4": "int64", "refunds": "int64", "sessions": "int64"})
+    with pytest.raises(ValueError):
+        defs.roll_periods(defs.periods(t, 10), 10, t, 9)
