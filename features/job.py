@@ -72,7 +72,8 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
         codes: ``code_user -> uid`` when ``daily`` and ``rows`` are keyed by integer user codes.
         lookback: Days without activity after which a user is ``churned``.
         dormant_after: Days without activity after which a user is ``dormant``.
-        bands: ``definitions.periods(daily, as_of)`` when already at hand.
+        bands: ``definitions.periods(daily, as_of)`` when already at hand; then only the daily rows
+            with a purchase are read, and ``daily`` may hold just those.
     """
     as_of_lit, day = _lit(as_of), day_of(as_of)
     if daily is None:
@@ -153,6 +154,7 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
         if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
             daily, rows, codes = _kept(store, state, src, ts)
             bands = _bands(store, state, src, daily, ts, keep=False)
+            daily = _purchase_rows(src.con, daily)
     expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
                          dormant_after=dormant_after, bands=bands)
     return normalize(expr.to_pyarrow().to_pandas())
@@ -170,19 +172,28 @@ def _kept(store: DailyStore, state: DailyState, src: Sources,
     kept_until = as_of_timestamp(state.until)
     if as_of > kept_until:
         tail = defs.events_between(src.events, _lit(kept_until), _lit(as_of))
-        daily = daily.union(_coded(defs.daily_activity(tail, src.has), codes).cast(daily.schema()))
+        # the days after the kept ones, aggregated once (the daily table is read more than once)
+        fresh = temp_table(con, _coded(defs.daily_activity(tail, src.has), codes).cast(daily.schema()))
+        daily = daily.union(fresh)
         if rows is not None:
             extra = _coded(defs.item_rows(tail, None).select("user_id", "day", "item_id"), codes)
             extra = extra.join(icodes, extra.item_id == icodes.code_item)
             rows = rows.union(extra.select("user_id", "day", item_id=extra.iid).cast(rows.schema()))
     if rows is not None:
+        day = day_of(as_of)  # only the distinct-count window is read
+        rows = rows.filter((rows.day >= day - defs.DISTINCT_WINDOW) & (rows.day < day))
         names = _category_codes(src, icodes)
         rows = rows.left_join(names, rows.item_id == names.iid)
         rows = rows.select("user_id", "day", "item_id", "category")
-    # one pass over the files into the backend's memory: the feature query reads each table several times
-    if not (as_of <= kept_until and store.in_memory(con, state)):
-        daily = temp_table(con, daily)
+    # the daily table is read as it is: the age bands read a few days of it, and the rest of the feature
+    # query only its purchase rows (see _purchase_rows)
     return daily, temp_table(con, rows) if rows is not None else None, codes
+
+
+def _purchase_rows(con: ibis.BaseBackend, daily: ir.Table) -> ir.Table:
+    """The daily rows with a purchase, in the backend's memory: with the age bands at hand, the only rows
+    the feature query reads (purchase gaps and offer responses), each several times."""
+    return temp_table(con, daily.filter(daily.purchases > 0))
 
 
 ROLL_DAYS = 30
@@ -271,6 +282,7 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
     for as_of in dates:
         daily, rows, codes = _kept(store, state, src, as_of)
         bands = _bands(store, state, src, daily, as_of, keep=True)
+        daily = _purchase_rows(src.con, daily)
         expr = feature_table(src, as_of, daily=daily, rows=rows, codes=codes, lookback=lookback,
                              dormant_after=dormant_after, bands=bands)
         frame = normalize(expr.to_pyarrow().to_pandas())
