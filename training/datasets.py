@@ -127,11 +127,13 @@ def labelled_snapshot(
     lookback: int,
     end: date | None = None,
     events: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Features as of ``as_of`` joined with the label, over users active in the ``lookback`` days before it.
 
     ``end`` (exclusive) bounds what the labels may read: a window reaching past it raises. The
-    :data:`STACKED_FEATURES` come from ``events`` (default: the folder's), before ``as_of`` only.
+    :data:`STACKED_FEATURES` come from ``events`` (default: the folder's), before ``as_of`` only; the
+    other features from ``features``, the feature job's snapshot as of ``as_of`` (default: built now).
 
     Returns:
         ``user_id, as_of``, the features, and ``label`` (0/1).
@@ -148,7 +150,8 @@ def labelled_snapshot(
         conv = conversion_labels(data_dir, as_of, horizon, end=end)
         labels = population[["user_id"]].merge(conv, on="user_id", how="left")
         labels = labels.assign(label=labels["converted"].fillna(False))[["user_id", "label"]]
-    features = build_features(data_dir, as_of)
+    if features is None:
+        features = build_features(data_dir, as_of)
     frame = features.merge(labels, on="user_id", how="inner")
     frame["label"] = frame["label"].astype(int)
     if events is None:
@@ -190,6 +193,18 @@ class BacktestSet:
         }
 
 
+def _snapshots(data_dir: str | Path, dates: list[date]) -> list[pd.DataFrame]:
+    """Feature snapshots as of ``dates`` (ascending) from one feature-job run, which aggregates each day
+    once for every date, in a scratch folder (the data folder's snapshots and online copy are untouched)."""
+    import tempfile
+
+    from features.job import run_job
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = run_job(data_dir, dates, Path(tmp) / "features", write_online=False)
+        return [pd.read_parquet(p) for p in paths]
+
+
 def build_backtest(
     data_dir: str | Path,
     target: date,
@@ -218,11 +233,21 @@ def build_backtest(
     frames: dict[date, pd.DataFrame] = {}
     skipped: list[date] = []
     events = load_events_before(data_dir, target)
-    for d in backtest_dates(target, horizon, n_dates=n_dates, step_days=step_days):
+    dates = backtest_dates(target, horizon, n_dates=n_dates, step_days=step_days)
+    if progress is not None:
+        progress(f"{kind}: feature snapshots as of {dates[0]} .. {dates[-1]}")
+    for d, snapshot in zip(dates, _snapshots(data_dir, dates), strict=True):
         if progress is not None:
-            progress(f"{kind}: features and labels as of {d}")
+            progress(f"{kind}: labels and BG/NBD inputs as of {d}")
         frame = labelled_snapshot(
-            data_dir, d, horizon=horizon, kind=kind, lookback=lookback, end=target, events=events
+            data_dir,
+            d,
+            horizon=horizon,
+            kind=kind,
+            lookback=lookback,
+            end=target,
+            events=events,
+            features=snapshot,
         )
         if len(frame) < min_rows or frame["label"].nunique() < 2:
             skipped.append(d)
