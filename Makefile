@@ -9,6 +9,8 @@ REAL ?= data/online_retail
 RETAIL_SRC ?= ../shared/data/online_retail/online_retail.parquet
 DEMO_USERS ?= 3000
 DEMO_DAYS ?= 240
+DEMO_AS_OF ?= 2025-08-29
+REAL_AS_OF ?= 2011-09-01
 PYTEST_WORKERS ?= 2
 
 .PHONY: install run test bench lint clean
@@ -23,9 +25,18 @@ install: $(STAMP)
 
 run: install
 	$(USEROPS) simulate --users $(DEMO_USERS) --days $(DEMO_DAYS) --seed 7 --out $(DATA)
+	$(USEROPS) pipeline --data $(DATA) --as-of $(DEMO_AS_OF)
+	$(USEROPS) train recommender --data $(DATA) --as-of $(DEMO_AS_OF)
+	$(USEROPS) recommend --data $(DATA) --as-of $(DEMO_AS_OF) --users all -k 10 --out $(DATA)/recommendations.parquet
+	$(USEROPS) experiments analyze --data $(DATA) --experiment retention_campaign --metric conversion \
+	  --metric revenue --window 30 --html $(DATA)/reports/retention_campaign.html
 	@if [ -f $(RETAIL_SRC) ]; then \
-	  $(USEROPS) ingest --events $(RETAIL_SRC) --preset online-retail --out $(REAL); \
+	  $(USEROPS) ingest --events $(RETAIL_SRC) --preset online-retail --out $(REAL) && \
+	  $(USEROPS) pipeline --data $(REAL) --as-of $(REAL_AS_OF) && \
+	  $(USEROPS) train recommender --data $(REAL) --as-of $(REAL_AS_OF); \
 	else echo "($(RETAIL_SRC) not found: skipping the real data set)"; fi
+	@echo "done: win-back list in $(DATA)/winback/, scores in $(DATA)/scores/, recommendations in" \
+	  "$(DATA)/recommendations.parquet, experiment report in $(DATA)/reports/; MLflow runs in $(DATA)/mlflow.db"
 
 test: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15
