@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from userops.console import console, step, summary
+from userops.console import as_of_date, console, step, summary
 
 score_app = typer.Typer(help="Score users with a registered model.", no_args_is_help=True)
 
@@ -41,13 +40,6 @@ def _warn_drift(drifted: list[str]) -> None:
         )
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"--as-of {text!r} is not a date YYYY-MM-DD") from exc
-
-
 @score_app.command("churn")
 def score_churn(
     data: DataOpt,
@@ -67,7 +59,7 @@ def score_churn(
 
     _quiet_mlflow()
     with step("score churn") as started:
-        target = _date(as_of)
+        target = as_of_date(as_of)
         uri = tracking_uri_for(data)
         with console.status("features, scores and reasons"):
             scores, _, drifted, drift = score_outputs(
@@ -123,7 +115,7 @@ def winback(
 
     _quiet_mlflow()
     with step("winback") as started:
-        target = _date(as_of)
+        target = as_of_date(as_of)
         uri = tracking_uri_for(data)
         with console.status("scores, value at stake and ranking"):
             _, listing, drifted, _ = score_outputs(
@@ -170,7 +162,7 @@ def pipeline(
 
     _quiet_mlflow()
     with step("pipeline") as started:
-        target = _date(as_of)
+        target = as_of_date(as_of)
         uri = tracking_uri_for(data)
         with console.status("pipeline") as status:
             report = run_pipeline(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from userops.console import console, step, summary
+from userops.console import as_of_date, console, step, summary
 
 CHAMPION_URI = "models:/recommender@champion"
 
@@ -46,7 +45,7 @@ def recommend(
     from training.registry import default_tracking_uri
 
     with step("recommend") as started:
-        target = date.fromisoformat(as_of)
+        target = as_of_date(as_of)
         uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(data)
         import mlflow
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from userops.console import step, summary
+from userops.console import as_of_date, step, summary
 
 
 class Kind(StrEnum):
@@ -43,7 +42,7 @@ def train(
     (otherwise it becomes `challenger`, and the summary says why).
     """
     with step(f"train {kind.value}") as started:
-        target = date.fromisoformat(as_of)
+        target = as_of_date(as_of)
         uri = tracking_uri_for(data)
         if kind in (Kind.churn, Kind.propensity):
             from training import churn as trainer

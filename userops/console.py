@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import date
 from typing import NoReturn
 
 import typer
@@ -14,6 +15,18 @@ from rich.table import Table
 
 console = Console(stderr=True)
 """Progress and summaries go to stderr, so stdout stays clean for data (``--json``)."""
+
+
+def as_of_date(text: str) -> date:
+    """Parse an ``--as-of`` value.
+
+    Raises:
+        ValueError: It is not a date ``YYYY-MM-DD``, said in one line.
+    """
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"--as-of {text!r} is not a date YYYY-MM-DD") from exc
 
 
 def fail(message: str) -> NoReturn:

@@ -71,3 +71,17 @@ def test_failures_are_one_line_with_a_non_zero_exit(tmp_path: Path) -> None:
         app, ["ingest", "--events", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 1 and "--preset" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "churn", "--data", ".", "--as-of", "2025-13-01"],
+        ["score", "churn", "--data", ".", "--as-of", "soon", "--out", "x.csv"],
+        ["recommend", "--data", ".", "--as-of", "2025-02-30", "--users", "all", "--out", "x.csv"],
+    ],
+)
+def test_a_bad_as_of_date_is_named_in_one_line(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert "is not a date YYYY-MM-DD" in result.output and "Traceback" not in result.output
