@@ -7,6 +7,8 @@ item factors, the same least-squares step ALS itself alternates (no retraining).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
@@ -45,7 +47,69 @@ def fold_in(item_factors: np.ndarray, user_items: sp.csr_matrix, *, alpha: float
     return out
 
 
-class ALSRecommender(RecommenderModel):
+class FactorModel(RecommenderModel):
+    """What the ``implicit`` factor models share: learned user and item factors, scores by dot product,
+    and least-squares factors folded in for a user whose history is new or changed.
+
+    A subclass sets ``bias_column`` when ``implicit`` stores an item bias in the last column (and fixes
+    the user's last factor at 1), and says which confidence and penalty fold a history in.
+    """
+
+    learned = ("user_factors_", "item_factors_")
+    bias_column = False
+
+    def _fold_in_params(self) -> tuple[float, float]:  # pragma: no cover - interface
+        """``(alpha, regularization)`` for :func:`fold_in`."""
+        raise NotImplementedError
+
+    def _fit_implicit(self, model: Any, user_items: sp.csr_matrix) -> None:
+        with threadpool_limits(1, "blas"):  # implicit warns (and runs slower) with a BLAS pool
+            model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=False)
+        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def _taste_factors(self) -> np.ndarray:
+        """Item factors without the bias column (all of them when there is none)."""
+        return self.item_factors_[:, :-1] if self.bias_column else self.item_factors_
+
+    def user_vectors(self, user_items: sp.csr_matrix, users: np.ndarray | None = None) -> np.ndarray:
+        """Learned factors for known rows (``users >= 0``), folded-in factors for the others."""
+        self._check_fitted()
+        n = user_items.shape[0]
+        users = np.full(n, -1) if users is None else np.asarray(users)
+        out = np.empty((n, self.item_factors_.shape[1]), dtype=np.float32)
+        known = users >= 0
+        out[known] = self.user_factors_[users[known]]
+        if (~known).any():
+            alpha, regularization = self._fold_in_params()
+            folded = fold_in(self._taste_factors(), user_items[np.flatnonzero(~known)], alpha=alpha,
+                             regularization=regularization, gram=self._gram())
+            if self.bias_column:
+                folded = np.hstack([folded, np.ones((len(folded), 1), dtype=np.float32)])
+            out[~known] = folded
+        return out
+
+    def _gram(self) -> np.ndarray:
+        """``YᵀY`` of the taste factors, computed once (a cache, not learned state: never saved)."""
+        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            y = self._taste_factors().astype(np.float64)
+            cached = (self.item_factors_, y.T @ y)
+            self._gram_cache = cached
+        return cached[1]
+
+    def score(self, user_items: sp.csr_matrix, users: np.ndarray | None = None) -> np.ndarray:
+        """Dot products of user and item factors (a bias column adds each item's bias)."""
+        return self.user_vectors(user_items, users) @ self.item_factors_.T
+
+    def item_vectors(self) -> np.ndarray:
+        """Taste factors scaled to unit length."""
+        self._check_fitted()
+        v = self._taste_factors()
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+class ALSRecommender(FactorModel):
     """Weighted matrix factorisation by ALS.
 
     Args:
@@ -58,7 +122,6 @@ class ALSRecommender(RecommenderModel):
     """
 
     family = "als"
-    learned = ("user_factors_", "item_factors_")
 
     def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 1.0,
                  iterations: int = 15, random_state: int = 0, num_threads: int = 1) -> None:
@@ -73,43 +136,11 @@ class ALSRecommender(RecommenderModel):
         """Learn user and item factors from a users × items confidence matrix."""
         from implicit.cpu.als import AlternatingLeastSquares
 
-        with threadpool_limits(1, "blas"):  # implicit warns (and runs slower) with a BLAS pool
-            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                            alpha=self.alpha, iterations=self.iterations,
-                                            random_state=self.random_state, num_threads=self.num_threads)
-            model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=False)
-        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self._fit_implicit(AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                                   alpha=self.alpha, iterations=self.iterations,
+                                                   random_state=self.random_state,
+                                                   num_threads=self.num_threads), user_items)
         return self
 
-    def user_vectors(self, user_items: sp.csr_matrix, users: np.ndarray | None = None) -> np.ndarray:
-        """Learned factors for known rows (``users >= 0``), folded-in factors for the others."""
-        self._check_fitted()
-        n = user_items.shape[0]
-        users = np.full(n, -1) if users is None else np.asarray(users)
-        out = np.empty((n, self.item_factors_.shape[1]), dtype=np.float32)
-        known = users >= 0
-        out[known] = self.user_factors_[users[known]]
-        if (~known).any():
-            out[~known] = fold_in(self.item_factors_, user_items[np.flatnonzero(~known)], alpha=self.alpha,
-                                  regularization=self.regularization, gram=self._gram())
-        return out
-
-    def _gram(self) -> np.ndarray:
-        """``YᵀY`` of the item factors, computed once (a cache, not learned state: never saved)."""
-        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_gram_cache", None)
-        if cached is None or cached[0] is not self.item_factors_:
-            y = self.item_factors_.astype(np.float64)
-            cached = (self.item_factors_, y.T @ y)
-            self._gram_cache = cached
-        return cached[1]
-
-    def score(self, user_items: sp.csr_matrix, users: np.ndarray | None = None) -> np.ndarray:
-        """Dot products of user and item factors."""
-        return self.user_vectors(user_items, users) @ self.item_factors_.T
-
-    def item_vectors(self) -> np.ndarray:
-        """Item factors scaled to unit length."""
-        self._check_fitted()
-        norms = np.linalg.norm(self.item_factors_, axis=1, keepdims=True)
-        return self.item_factors_ / np.maximum(norms, 1e-12)
+    def _fold_in_params(self) -> tuple[float, float]:
+        return self.alpha, self.regularization
