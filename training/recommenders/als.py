@@ -7,6 +7,7 @@ item factors, the same least-squares step ALS itself alternates (no retraining).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -62,8 +63,9 @@ class FactorModel(RecommenderModel):
         """``(alpha, regularization)`` for :func:`fold_in`."""
         raise NotImplementedError
 
-    def _fit_implicit(self, model: Any, user_items: sp.csr_matrix) -> None:
+    def _fit_implicit(self, make_model: Callable[[], Any], user_items: sp.csr_matrix) -> None:
         with threadpool_limits(1, "blas"):  # implicit warns (and runs slower) with a BLAS pool
+            model = make_model()  # built inside the limit: implicit checks the BLAS pool when constructed
             model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=False)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
@@ -136,10 +138,10 @@ class ALSRecommender(FactorModel):
         """Learn user and item factors from a users × items confidence matrix."""
         from implicit.cpu.als import AlternatingLeastSquares
 
-        self._fit_implicit(AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                                   alpha=self.alpha, iterations=self.iterations,
-                                                   random_state=self.random_state,
-                                                   num_threads=self.num_threads), user_items)
+        self._fit_implicit(lambda: AlternatingLeastSquares(
+            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+            iterations=self.iterations, random_state=self.random_state, num_threads=self.num_threads,
+        ), user_items)
         return self
 
     def _fold_in_params(self) -> tuple[float, float]:

@@ -43,10 +43,10 @@ class BPRRecommender(FactorModel):
         """Learn factors from a users × items matrix (BPR uses only which cells are positive)."""
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        model = BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
-                                            regularization=self.regularization, iterations=self.iterations,
-                                            random_state=self.random_state, num_threads=self.num_threads)
-        self._fit_implicit(model, user_items)
+        self._fit_implicit(lambda: BayesianPersonalizedRanking(
+            factors=self.factors, learning_rate=self.learning_rate, regularization=self.regularization,
+            iterations=self.iterations, random_state=self.random_state, num_threads=self.num_threads,
+        ), user_items)
         return self
 
     def _fold_in_params(self) -> tuple[float, float]:
