@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.contract import ContractError, read_raw, reason_counts, validate, write_table
+from features.contract import SCHEMAS, ContractError, read_raw, reason_counts, validate, write_table
 
 
 @dataclass
@@ -72,19 +72,37 @@ def localize(values: pd.Series, tz: str) -> pd.Series:
     return parsed
 
 
-def _apply_mapping(frame: pd.DataFrame, mapping: dict[str, str], where: str) -> pd.DataFrame:
-    absent = [src for src in mapping.values() if src not in frame.columns]
+def _check_sources(mapping: dict[str, str], files: dict[str, pd.DataFrame]) -> None:
+    """Every source column the mapping names must be in one of the given files."""
+    absent = [src for src in mapping.values() if not any(src in frame.columns for frame in files.values())]
     if absent:
+        has = next(iter(files.values()))
         raise ContractError(
-            f"{where}: --map names column(s) {', '.join(absent)} that the file does not have "
-            f"(it has {', '.join(map(str, frame.columns))})"
+            f"{', '.join(files)}: --map names column(s) {', '.join(absent)} that the file does not have "
+            f"(it has {', '.join(map(str, has.columns))})"
         )
-    return frame.rename(columns={src: dst for dst, src in mapping.items()})
 
 
-def _mapping_for(frame: pd.DataFrame, mapping: dict[str, str] | None) -> dict[str, str]:
-    """The part of a mapping whose source columns this file has (one mapping serves every file)."""
-    return {k: v for k, v in (mapping or {}).items() if v in frame.columns}
+def _apply_mapping(frame: pd.DataFrame, mapping: dict[str, str] | None) -> pd.DataFrame:
+    """Rename the source columns this file has to their contract names (one mapping serves every file)."""
+    return frame.rename(columns={src: dst for dst, src in (mapping or {}).items() if src in frame.columns})
+
+
+def _side_table(
+    name: str,
+    raw: pd.DataFrame,
+    mapping: dict[str, str] | None,
+    tz: str,
+    now: pd.Timestamp | None,
+    report: IngestReport,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a users or items file: map its columns, read its timestamps in ``tz``, split good from bad."""
+    raw = _apply_mapping(raw, mapping)
+    report.rows_read[name] = len(raw)
+    for col, kind in SCHEMAS[name].columns.items():
+        if kind == "timestamp" and col in raw.columns:
+            raw[col] = localize(raw[col], tz)
+    return validate(name, raw, now=now)
 
 
 def users_from_events(events: pd.DataFrame, attributes: list[str] | None = None) -> pd.DataFrame:
@@ -184,12 +202,17 @@ def ingest(
     report = IngestReport(out=Path(out))
     raw_events = read_raw(events_path)
     report.rows_read["events"] = len(raw_events)
+    side_paths = {"users": users_path, "items": items_path}
+    side = {name: read_raw(path) for name, path in side_paths.items() if path is not None}
     items: pd.DataFrame | None = None
     if preset is not None:
         events, items = PRESETS[preset](raw_events)
         event_types: tuple[str, ...] | None = ("purchase", "refund")
     else:
-        events = _apply_mapping(raw_events, mapping or {}, str(events_path))
+        _check_sources(
+            mapping or {}, {str(events_path): raw_events, **{str(side_paths[n]): f for n, f in side.items()}}
+        )
+        events = _apply_mapping(raw_events, mapping)
         if "event_type" not in events.columns:
             if event_type is None:
                 raise ContractError(
@@ -215,20 +238,12 @@ def ingest(
     attrs = [c for c in good.columns if c == "country"]
     tables["events"] = good.drop(columns=attrs)
 
-    if users_path is not None:
-        raw_users = read_raw(users_path)
-        raw_users = _apply_mapping(raw_users, _mapping_for(raw_users, mapping), str(users_path))
-        report.rows_read["users"] = len(raw_users)
-        if "signup_ts" in raw_users.columns:
-            raw_users["signup_ts"] = localize(raw_users["signup_ts"], tz)
-        tables["users"], quarantines["users"] = validate("users", raw_users, now=now)
+    if "users" in side:
+        tables["users"], quarantines["users"] = _side_table("users", side["users"], mapping, tz, now, report)
     else:
         tables["users"] = users_from_events(good, attrs)
-    if items_path is not None:
-        raw_items = read_raw(items_path)
-        raw_items = _apply_mapping(raw_items, _mapping_for(raw_items, mapping), str(items_path))
-        report.rows_read["items"] = len(raw_items)
-        tables["items"], quarantines["items"] = validate("items", raw_items, now=now)
+    if "items" in side:
+        tables["items"], quarantines["items"] = _side_table("items", side["items"], mapping, tz, now, report)
     elif items is not None:
         tables["items"], quarantines["items"] = validate("items", items, now=now)
 

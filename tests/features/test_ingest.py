@@ -91,3 +91,28 @@ def test_mapping_errors_name_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="unknown preset"):
         ingest(tmp_path / "in.csv", tmp_path / "out", preset="shopify")
     assert not (tmp_path / "out").exists()  # nothing is written when the input cannot be read
+
+
+def test_users_and_items_files_are_mapped_localized_and_checked(tmp_path: Path) -> None:
+    pd.DataFrame({"who": ["1"], "when": ["2025-07-01 10:00"], "what": ["view"]}).to_csv(
+        tmp_path / "e.csv", index=False
+    )
+    pd.DataFrame(
+        {"who": ["1", None], "joined": ["2025-07-01 09:00", "2025-07-01 09:00"], "plan": ["pro", "free"]}
+    ).to_csv(tmp_path / "u.csv", index=False)
+    pd.DataFrame({"sku": ["a", "a"], "price": ["2.5", "2.5"]}).to_csv(tmp_path / "i.csv", index=False)
+    report = ingest(
+        tmp_path / "e.csv",
+        tmp_path / "out",
+        users_path=tmp_path / "u.csv",
+        items_path=tmp_path / "i.csv",
+        tz="Europe/Berlin",
+        mapping=parse_mapping("user_id=who,ts=when,event_type=what,signup_ts=joined,item_id=sku"),
+    )
+    users = pd.read_parquet(tmp_path / "out" / "users.parquet")
+    assert users["signup_ts"].tolist() == [pd.Timestamp("2025-07-01 07:00")] and users["plan"].tolist() == [
+        "pro"
+    ]
+    assert report.rows_read == {"events": 1, "users": 2, "items": 2}
+    assert report.quarantined["users"] == {"missing user_id": 1}
+    assert report.quarantined["items"] == {"duplicate row": 1}
