@@ -60,15 +60,22 @@ def _quintile(worse_first: ir.Value, n: ir.IntegerValue) -> ir.IntegerValue:
 
 
 def rfm_scores(u: ir.Table) -> ir.Table:
-    """Add ``rfm_r``, ``rfm_f``, ``rfm_m`` (window over the whole population in ``u``)."""
-    n = u.user_id.count().over()
+    """Add ``rfm_r``, ``rfm_f``, ``rfm_m`` (window over the whole population in ``u``).
+
+    The ranks are taken on a narrow table (the id and the three measures) and joined back: a window
+    over the whole population sorts every column it carries.
+    """
     recency = u.days_since_last_purchase.fill_null(10**9)
     money = u.spend_180d.fill_null(-1.0).round(2)
-    return u.mutate(
-        rfm_r=_quintile(ibis.desc(recency), n),
-        rfm_f=_quintile(u.orders_180d.asc(), n),
-        rfm_m=_quintile(money.asc(), n),
+    m = u.select(_rfm_user=u.user_id, _recency=recency, _orders=u.orders_180d, _money=money)
+    n = m._rfm_user.count().over()
+    m = m.select(
+        "_rfm_user",
+        rfm_r=_quintile(ibis.desc(m._recency), n),
+        rfm_f=_quintile(m._orders.asc(), n),
+        rfm_m=_quintile(m._money.asc(), n),
     )
+    return u.join(m, u.user_id == m._rfm_user).drop("_rfm_user")
 
 
 def rfm_segment(u: ir.Table) -> ir.StringValue:
