@@ -53,6 +53,12 @@ class DailyState:
     bands: str = ""
     """A kept ``periods`` table (the age-band folding of the daily rows) as of ``bands_as_of``."""
     bands_as_of: str = ""
+    seen_items: str = ""
+    """Kept ``last_seen`` tables (user, item / category, last day) as of ``seen_as_of``, built from the
+    items file ``seen_stamp`` names (its categories give the category codes)."""
+    seen_categories: str = ""
+    seen_as_of: str = ""
+    seen_stamp: str = ""
 
 
 def _stamp(ts: pd.Timestamp) -> str:
@@ -188,6 +194,29 @@ class DailyStore:
         self._save(state)
         if old and old != state.bands:
             (self.root / old).unlink(missing_ok=True)
+
+    def seen(self, con: ibis.BaseBackend, state: DailyState,
+             stamp: str) -> tuple[ir.Table, ir.Table | None, pd.Timestamp] | None:
+        """The kept last-seen tables (items, categories or None) and their as-of date, if any were kept
+        from the same items file (``stamp``)."""
+        if not state.seen_items or state.seen_stamp != stamp or not (self.root / state.seen_items).exists():
+            return None
+        cats = self._read(con, [state.seen_categories]) if state.seen_categories else None
+        return self._read(con, [state.seen_items]), cats, as_of_timestamp(state.seen_as_of)
+
+    def keep_seen(self, con: ibis.BaseBackend, state: DailyState, items: ir.Table,
+                  categories: ir.Table | None, as_of: pd.Timestamp, stamp: str) -> None:
+        """Keep the last-seen tables as of ``as_of`` so a later day's roll on from them."""
+        old = [state.seen_items, state.seen_categories]
+        tag = f"{_stamp(as_of)}-{uuid.uuid4().hex[:8]}"
+        state.seen_items = self._write(con, items, f"seen-items-{tag}.parquet")
+        state.seen_categories = (self._write(con, categories, f"seen-categories-{tag}.parquet")
+                                 if categories is not None else "")
+        state.seen_as_of, state.seen_stamp = as_of.strftime("%Y-%m-%d"), stamp
+        self._save(state)
+        for name in old:
+            if name and name not in (state.seen_items, state.seen_categories):
+                (self.root / name).unlink(missing_ok=True)
 
     def _kept(self, con: ibis.BaseBackend, kind: str, parts: list[str]) -> ir.Table:
         memory = self._memory

@@ -318,16 +318,58 @@ def purchase_gaps(daily: ir.Table, as_of_day: int) -> ir.Table:
                     purchase_gap_std_days=var.sqrt())
 
 
-def distinct_touched(rows: ir.Table, as_of_day: int, has_category: bool) -> ir.Table:
-    """``distinct_items_90d`` and ``distinct_categories_90d`` per user from :func:`item_rows`."""
-    r = rows.filter((rows.day < as_of_day) & (rows.day >= as_of_day - DISTINCT_WINDOW))
-    # distinct pairs, then counts: much faster than COUNT(DISTINCT) per group
-    pairs = r.select("user_id", "item_id").distinct()
-    out = pairs.group_by("user_id").aggregate(distinct_items_90d=pairs.count())
-    if not has_category:
+def last_seen(rows: ir.Table, as_of_day: int, key: str) -> ir.Table:
+    """The day each user last touched each ``key`` (item or category) in the distinct-count window.
+
+    Args:
+        rows: :func:`item_rows` (any columns ``user_id``, ``day`` and ``key``).
+        as_of_day: The as-of day; only days in ``[as_of_day - DISTINCT_WINDOW, as_of_day)`` are read.
+        key: ``item_id`` or ``category``.
+
+    Returns:
+        ``user_id``, ``key``, ``last_day``: one row per user and key touched in the window.
+    """
+    r = rows.filter((rows.day < as_of_day) & (rows.day >= as_of_day - DISTINCT_WINDOW) & rows[key].notnull())
+    return r.group_by(["user_id", key]).aggregate(last_day=r.day.max())
+
+
+def roll_last_seen(seen: ir.Table, seen_day: int, rows: ir.Table, as_of_day: int, key: str) -> ir.Table:
+    """``last_seen(rows, as_of_day, key)`` from ``seen = last_seen(rows, seen_day, key)``, an earlier day.
+
+    Only the rows of the days in between are grouped: a pair touched again takes its new day, a pair
+    last touched before the window leaves, every other pair keeps its row. The cost follows the new
+    days' rows, not the window's.
+
+    Args:
+        seen: :func:`last_seen` as of ``seen_day``.
+        seen_day: Its as-of day, ``<= as_of_day`` and at most ``DISTINCT_WINDOW`` days before it.
+        rows: Rows covering every day in ``[seen_day, as_of_day)``.
+        as_of_day: The as-of day wanted.
+        key: ``item_id`` or ``category``.
+    """
+    if not 0 <= as_of_day - seen_day <= DISTINCT_WINDOW:
+        raise ValueError("last-seen tables roll forward only, by at most the distinct-count window")
+    r = rows.filter((rows.day >= seen_day) & (rows.day < as_of_day) & rows[key].notnull())
+    new = r.group_by(["user_id", key]).aggregate(last_day=r.day.max())
+    old = seen.filter(seen.last_day >= as_of_day - DISTINCT_WINDOW)
+    old = old.anti_join(new, [old.user_id == new.user_id, old[key] == new[key]])
+    schema = seen.schema()
+    return old.select(*schema.names).union(new.select(*schema.names).cast(schema))
+
+
+def distinct_touched(items_seen: ir.Table, categories_seen: ir.Table | None) -> ir.Table:
+    """``distinct_items_90d`` and ``distinct_categories_90d`` per user from :func:`last_seen` tables
+    (each holds one row per user and item, or category, touched in the window).
+
+    Args:
+        items_seen: ``last_seen(rows, as_of_day, "item_id")``.
+        categories_seen: ``last_seen(rows, as_of_day, "category")``, or None when items have no category.
+    """
+    out = items_seen.group_by("user_id").aggregate(distinct_items_90d=items_seen.count())
+    if categories_seen is None:
         return out.mutate(distinct_categories_90d=ibis.null("int64"))
-    cats = r.filter(r.category.notnull()).select(cat_user="user_id", category="category").distinct()
-    per_user = cats.group_by("cat_user").aggregate(distinct_categories_90d=cats.count())
+    c = categories_seen
+    per_user = c.group_by(cat_user=c.user_id).aggregate(distinct_categories_90d=c.count())
     out = out.left_join(per_user, out.user_id == per_user.cat_user).drop("cat_user")
     return out.mutate(distinct_categories_90d=out.distinct_categories_90d.fill_null(0))
 

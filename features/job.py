@@ -60,7 +60,8 @@ def _coded(frame: ir.Table, codes: ir.Table) -> ir.Table:
 
 def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None = None,
                   rows: ir.Table | None = None, codes: ir.Table | None = None, lookback: int = 90,
-                  dormant_after: int = 45, bands: ir.Table | None = None) -> ir.Table:
+                  dormant_after: int = 45, bands: ir.Table | None = None,
+                  seen: tuple[ir.Table, ir.Table | None] | None = None) -> ir.Table:
     """The snapshot as an Ibis expression (nothing is executed except reading the offer ids).
 
     Args:
@@ -74,6 +75,8 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
         dormant_after: Days without activity after which a user is ``dormant``.
         bands: ``definitions.periods(daily, as_of)`` when already at hand; then only the daily rows
             with a purchase are read, and ``daily`` may hold just those.
+        seen: ``definitions.last_seen`` of the item rows as of ``as_of`` (items, and categories or None)
+            when already at hand (e.g. rolled on from kept ones).
     """
     as_of_lit, day = _lit(as_of), day_of(as_of)
     if daily is None:
@@ -90,7 +93,10 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
     u = _attach(pop, defs.behaviour(daily, day, bands), key)
     u = _attach(u, defs.purchase_gaps(daily, day), key)
     if rows is not None:
-        u = _attach(u, defs.distinct_touched(rows, day, src.has_category), key)
+        if seen is None:
+            seen = (defs.last_seen(rows, day, "item_id"),
+                    defs.last_seen(rows, day, "category") if src.has_category else None)
+        u = _attach(u, defs.distinct_touched(*seen), key)
         fills = {"distinct_items_90d": u.distinct_items_90d.fill_null(0)}
         if src.has_category:
             fills["distinct_categories_90d"] = u.distinct_categories_90d.fill_null(0)
@@ -146,7 +152,7 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
     """
     src = open_sources(data_dir, con)
     ts = as_of_timestamp(as_of)
-    daily = rows = codes = bands = None
+    daily = rows = codes = bands = seen = None
     if daily_dir is not None:
         store = DailyStore(daily_dir)
         state = store.state()
@@ -154,9 +160,10 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
         if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
             daily, rows, codes = _kept(store, state, src, ts)
             bands = _bands(store, state, src, daily, ts, keep=False)
+            seen = _seen(store, state, src, rows, ts, keep=False)
             daily = _purchase_rows(src.con, daily)
     expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                         dormant_after=dormant_after, bands=bands)
+                         dormant_after=dormant_after, bands=bands, seen=seen)
     return normalize(expr.to_pyarrow().to_pandas())
 
 
@@ -217,6 +224,37 @@ def _bands(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, 
     return bands
 
 
+def _items_stamp(src: Sources) -> str:
+    """Which items file (and version of it) the category codes come from."""
+    path = src.items_path
+    if path is None:
+        return "none"
+    info = path.stat()
+    return f"{path.resolve()}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | None, as_of: pd.Timestamp, *,
+          keep: bool) -> tuple[ir.Table, ir.Table | None] | None:
+    """``last_seen`` of the item rows as of ``as_of`` (items, and categories when items have them), rolled
+    on from the kept tables when they are a few days older; kept when ``as_of`` is the last kept day."""
+    if rows is None:
+        return None
+    con, day, stamp = src.con, day_of(as_of), _items_stamp(src)
+    keys = ("item_id", "category") if src.has_category else ("item_id",)
+    kept = store.seen(con, state, stamp)
+    usable = kept is not None and (kept[1] is not None) == src.has_category
+    if kept is not None and usable and 0 <= day - day_of(kept[2]) <= ROLL_DAYS:
+        tables = [defs.roll_last_seen(t, day_of(kept[2]), rows, day, k)
+                  for t, k in zip(kept[:2], keys, strict=False)]
+    else:
+        tables = [defs.last_seen(rows, day, k) for k in keys]
+    seen = [temp_table(con, t) for t in tables]
+    items, cats = seen[0], (seen[1] if len(seen) > 1 else None)
+    if keep and as_of == as_of_timestamp(state.until) and (kept is None or kept[2] != as_of):
+        store.keep_seen(con, state, items, cats, as_of, stamp)
+    return items, cats
+
+
 def _category_codes(src: Sources, icodes: ir.Table) -> ir.Table:
     """``iid -> category`` with each category as a small integer code (distinct counts are the same,
     and joins and groupings on integers are much cheaper than on the names)."""
@@ -225,7 +263,8 @@ def _category_codes(src: Sources, icodes: ir.Table) -> ir.Table:
     cats = src.items.select(cat_item=src.items.item_id.cast("string"),
                             name=src.items.category.cast("string"))
     names = cats.filter(cats.name.notnull()).select("name").distinct()
-    names = names.mutate(category=ibis.row_number().cast("int64"))
+    # numbered in name order: the same items file gives the same codes, so kept last-seen tables hold
+    names = names.mutate(category=ibis.row_number().over(order_by=names.name).cast("int64"))
     cats = cats.left_join(names, "name").select("cat_item", "category")
     coded = icodes.left_join(cats, icodes.code_item == cats.cat_item)
     return temp_table(src.con, coded.select("iid", "category"))
@@ -282,9 +321,10 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
     for as_of in dates:
         daily, rows, codes = _kept(store, state, src, as_of)
         bands = _bands(store, state, src, daily, as_of, keep=True)
+        seen = _seen(store, state, src, rows, as_of, keep=True)
         daily = _purchase_rows(src.con, daily)
         expr = feature_table(src, as_of, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                             dormant_after=dormant_after, bands=bands)
+                             dormant_after=dormant_after, bands=bands, seen=seen)
         frame = normalize(expr.to_pyarrow().to_pandas())
         paths.append(write_table(frame, snapshot_path(out, as_of)))
         if on_done is not None:

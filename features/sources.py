@@ -67,6 +67,7 @@ class Sources:
     offers: ir.Table | None = None
     exposures: ir.Table | None = None
     events_path: Path | None = None
+    items_path: Path | None = None
 
     @property
     def has_category(self) -> bool:
@@ -96,7 +97,8 @@ def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> S
     for name in ("users", "items", "offers", "exposures"):
         path = table_path(data_dir, name)
         opened[name] = read_table(con, path) if path is not None else None
-    return Sources(con, events, EventColumns.of(events), events_path=events_path, **opened)
+    return Sources(con, events, EventColumns.of(events), events_path=events_path,
+                   items_path=table_path(data_dir, "items"), **opened)
 
 
 def population(src: Sources, as_of: pd.Timestamp) -> ir.Table:

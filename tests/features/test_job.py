@@ -166,6 +166,10 @@ def test_age_bands_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path, col
     roll = defs.roll_periods
     monkeypatch.setattr(defs, "roll_periods",
                         lambda b, bd, d, day: rolled.append(day - bd) or roll(b, bd, d, day))
+    seen_rolled: list[int] = []
+    roll_seen = defs.roll_last_seen
+    monkeypatch.setattr(defs, "roll_last_seen",
+                        lambda s, sd, r, day, k: seen_rolled.append(day - sd) or roll_seen(s, sd, r, day, k))
     tables = random_world(tmp_path, 23, n_users=60)
     if columns == "events only":  # no amounts (spend null), sessions or items
         write_table(tables["events"][["user_id", "ts", "event_type"]], tmp_path / "events.parquet")
@@ -183,11 +187,37 @@ def test_age_bands_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path, col
         state = json.loads((daily / "state.json").read_text())
         assert state["bands"] and (daily / state["bands"]).exists()
         assert len(list(daily.glob("bands-*.parquet"))) == 1
+        assert len(list(daily.glob("seen-items-*.parquet"))) == (columns == "all")
     assert state["bands_as_of"] < str(day.date())  # a day past the data's end is not kept
     assert max(rolled) <= 30 and {1, 6, 29} <= set(rolled) and len(rolled) >= 7, rolled
+    if columns == "all":  # items and categories, each step the bands rolled
+        assert sorted(seen_rolled) == sorted(rolled * 2), seen_rolled
     # served from the kept daily table (and bands) without writing anything
     fresh = build_features(tmp_path, day)
     pd.testing.assert_frame_equal(build_features(tmp_path, day, daily_dir=daily), fresh)
+
+
+def test_kept_last_seen_tables_follow_a_changed_items_file(tmp_path: Path) -> None:
+    """Distinct categories come from kept last-seen tables: a new items file (categories moved) is not
+    served from them."""
+    import shutil
+
+    data, old = tmp_path / "data", tmp_path / "old"
+    tables = random_world(data, 5, n_users=60)
+    out = data / "features"
+    day = AS_OF - pd.Timedelta(days=60)
+    run_job(data, [day], out, write_online=False, full=True)
+    assert list((out / "daily").glob("seen-categories-*.parquet"))
+    shutil.copytree(data, old)
+    items = tables["items"].copy()
+    items["category"] = ["c9" if j % 2 else f"c{j}" for j in range(len(items))]  # categories move
+    write_table(items, data / "items.parquet")
+    later = day + pd.Timedelta(days=1)
+    run_job(data, [later], out, write_online=False)
+    fresh = build_features(data, later)
+    pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, later)), fresh)
+    stale = build_features(old, later)  # what the old categories give
+    assert (fresh["distinct_categories_90d"] != stale["distinct_categories_90d"]).any()
 
 
 def test_roll_periods_only_rolls_forward() -> None:
