@@ -464,11 +464,25 @@ def roll_periods(bands: ir.Table, bands_day: int, daily: ir.Table, as_of_day: in
     left = left.select("user_id", period=band(bands_day - left.day),
                        **{c: -left[c] for c in values}, active_days=-(left.events > 0).cast("int64"),
                        last_active=ibis.null("int32"), last_purchase=ibis.null("int32"))
-    cols = [*old.columns]
-    rows = old.union(joined.select(*cols).cast(old.schema())).union(left.select(*cols).cast(old.schema()))
-    g = rows.group_by(["user_id", "period"]).aggregate(
-        **{c: rows[c].sum() for c in (*values, "active_days")},
-        last_active=rows.last_active.max(), last_purchase=rows.last_purchase.max())
+    sums = (*values, "active_days")
+    cols = ["user_id", "period", *sums, "last_active", "last_purchase"]
+    moves = joined.select(*cols).union(left.select(*cols).cast(joined.select(*cols).schema()))
+    # only the bands that rows joined or left are regrouped; the rest keep their kept row
+    delta = moves.group_by(["user_id", "period"]).aggregate(
+        **{f"_d_{c}": moves[c].sum() for c in sums},
+        _d_last_active=moves.last_active.max(), _d_last_purchase=moves.last_purchase.max())
+    delta = delta.rename(_d_user="user_id", _d_period="period")
+    g = old.outer_join(delta, [old.user_id == delta._d_user, old.period == delta._d_period])
+
+    def newest(kept: ir.IntegerValue, joined_day: ir.IntegerValue) -> ir.IntegerValue:
+        return ibis.ifelse(kept.isnull(), joined_day,
+                           ibis.ifelse(joined_day.isnull(), kept, ibis.greatest(kept, joined_day)))
+
+    g = g.select(
+        user_id=g.user_id.fill_null(g._d_user), period=g.period.fill_null(g._d_period),
+        **{c: ibis.coalesce(g[c] + g[f"_d_{c}"], g[c], g[f"_d_{c}"]) for c in sums},
+        last_active=newest(g.last_active, g._d_last_active.cast("int64")),
+        last_purchase=newest(g.last_purchase, g._d_last_purchase.cast("int64")))
     out = g.select(
         "user_id", "period", *values, "active_days",
         last_active_age=ibis.ifelse(g.active_days > 0, as_of_day - g.last_active, ibis.null("int64")),

@@ -192,9 +192,10 @@ def _kept(store: DailyStore, state: DailyState, src: Sources,
         names = _category_codes(src, icodes)
         rows = rows.left_join(names, rows.item_id == names.iid)
         rows = rows.select("user_id", "day", "item_id", "category")
-    # the daily table is read as it is: the age bands read a few days of it, and the rest of the feature
-    # query only its purchase rows (see _purchase_rows)
-    return daily, temp_table(con, rows) if rows is not None else None, codes
+    # both are read as they are: the age bands read a few days of the daily table and the rest of the
+    # feature query only its purchase rows (see _purchase_rows); the item rows are read by the last-seen
+    # tables, which roll on from kept ones by the new days' rows (see _seen)
+    return daily, rows, codes
 
 
 def _purchase_rows(con: ibis.BaseBackend, daily: ir.Table) -> ir.Table:
