@@ -1,8 +1,8 @@
 """The online copy of the latest feature snapshot, which serving reads one user at a time.
 
 Two stores behind one small interface: :class:`SQLiteStore` (embedded default, one file under the data
-folder, replaced atomically) and :class:`RedisStore` (production: one JSON document per user, written
-with pipelines). Both give back the snapshot's own column types.
+folder, replaced atomically) and :class:`RedisStore` (production: one hash per snapshot, switched to in
+one command). Both give back the snapshot's own column types.
 """
 
 from __future__ import annotations
@@ -151,18 +151,27 @@ def _jsonable(value: Any) -> Any:
 
 
 class RedisStore(OnlineStore):
-    """One JSON document per user under ``<prefix>user:<user_id>``, plus ``<prefix>meta``.
+    """Each snapshot is one Redis hash (user id -> JSON document) under ``<prefix>snapshot:<generation>``;
+    ``<prefix>meta`` names the generation being served.
+
+    A write fills a new hash, then switches ``meta`` to it in one command, so a reader sees the old
+    snapshot or the new one, never a mix, and users missing from the new snapshot are gone from it. The
+    old hash expires ``grace`` seconds later (a reader that read ``meta`` just before the switch still
+    finds it); a write that fails part-way leaves ``meta`` as it was and its half-written hash expires.
 
     Args:
         client: A ``redis.Redis`` client.
         prefix: Key prefix (one per environment or model family).
         batch: Users per pipeline round trip.
+        grace: Seconds the replaced snapshot stays readable.
     """
 
-    def __init__(self, client: Any, prefix: str = "userops:features:", batch: int = 5_000) -> None:
+    def __init__(self, client: Any, prefix: str = "userops:features:", batch: int = 5_000,
+                 grace: int = 300) -> None:
         self.client = client
         self.prefix = prefix
         self.batch = batch
+        self.grace = grace
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "userops:features:") -> RedisStore:
@@ -171,20 +180,36 @@ class RedisStore(OnlineStore):
 
         return cls(redis.Redis.from_url(url), prefix)
 
-    def _key(self, user_id: str) -> str:
-        return f"{self.prefix}user:{user_id}"
+    def _snapshot_key(self, generation: str) -> str:
+        return f"{self.prefix}snapshot:{generation}"
 
     def write(self, snapshot: pd.DataFrame) -> int:
+        import uuid
+
         columns = list(snapshot.columns)
         records = snapshot.astype(object).to_numpy()
+        generation = uuid.uuid4().hex
+        key = self._snapshot_key(generation)
+        unfinished = max(3600, self.grace)  # a half-written snapshot goes by itself
         for lo in range(0, len(records), self.batch):
-            pipe = self.client.pipeline(transaction=False)
+            fields = {}
             for row in records[lo:lo + self.batch]:
                 doc = {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
-                pipe.set(self._key(str(doc["user_id"])), json.dumps(doc, separators=(",", ":")))
+                fields[str(doc["user_id"])] = json.dumps(doc, separators=(",", ":"))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, unfinished)
             pipe.execute()
         as_of = str(snapshot["as_of"].max()) if "as_of" in snapshot and len(snapshot) else ""
-        self.client.set(f"{self.prefix}meta", json.dumps({"dtypes": _dtypes(snapshot), "as_of": as_of}))
+        meta = json.dumps({"dtypes": _dtypes(snapshot), "as_of": as_of, "generation": generation})
+        old = self._meta()
+        pipe = self.client.pipeline(transaction=True)  # switch to the new snapshot, keep it
+        if len(records):
+            pipe.persist(key)
+        pipe.set(f"{self.prefix}meta", meta)
+        pipe.execute()
+        if old and old.get("generation"):
+            self.client.expire(self._snapshot_key(old["generation"]), self.grace)
         return len(snapshot)
 
     def _meta(self) -> dict[str, Any] | None:
@@ -193,16 +218,16 @@ class RedisStore(OnlineStore):
 
     def get(self, user_ids: Sequence[str]) -> pd.DataFrame:
         meta = self._meta()
-        if meta is None:
+        if meta is None or "generation" not in meta:
             raise FileNotFoundError(f"redis {self.prefix}: no online features yet; run `userops features`")
         ids = [str(u) for u in user_ids]
-        docs = self.client.mget([self._key(u) for u in ids]) if ids else []
+        docs = self.client.hmget(self._snapshot_key(meta["generation"]), ids) if ids else []
         rows = [json.loads(d) for d in docs if d is not None]
         return _restore(pd.DataFrame(rows, columns=list(meta["dtypes"])), meta["dtypes"])
 
     def as_of(self) -> pd.Timestamp | None:
         meta = self._meta()
-        return pd.Timestamp(meta["as_of"]) if meta and meta["as_of"] else None
+        return pd.Timestamp(meta["as_of"]) if meta and meta.get("as_of") else None
 
 
 def default_store(data_dir: str | Path) -> SQLiteStore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -56,5 +57,26 @@ def test_redis_store_round_trip(redis_url: str, snapshot: pd.DataFrame) -> None:
     with pytest.raises(FileNotFoundError):
         store.get(["u001"])
     _check(store, snapshot)
-    assert client.exists(f"test:features:user:{snapshot['user_id'].iloc[0]}")
+    served = json.loads(client.get("test:features:meta"))["generation"]
+    assert client.ttl(f"test:features:snapshot:{served}") == -1  # the served snapshot is kept
+    old = [k for k in client.scan_iter("test:features:snapshot:*") if not k.decode().endswith(served)]
+    assert len(old) == 1 and 0 < client.ttl(old[0]) <= store.grace  # the replaced one expires
+
+    # users who left the population are gone with the old snapshot, at once
+    fewer = snapshot.iloc[5:].assign(as_of=snapshot["as_of"] + pd.Timedelta(days=2))
+    store.write(fewer)
+    left, stayed = snapshot["user_id"].iloc[0], snapshot["user_id"].iloc[6]
+    assert list(store.get([left, stayed])["user_id"]) == [stayed]
+
+    # a write that fails part-way leaves the served snapshot whole; its half-written hash expires
+    bad = fewer.astype({"rfm_segment": object}).copy()
+    bad.iloc[20, bad.columns.get_loc("rfm_segment")] = {"not json"}
+    with pytest.raises(TypeError):
+        store.write(bad.assign(as_of=bad["as_of"] + pd.Timedelta(days=1)))
+    assert store.as_of() == AS_OF + pd.Timedelta(days=2)
+    pd.testing.assert_frame_equal(store.get(list(fewer["user_id"])), fewer.reset_index(drop=True))
+    generation = json.loads(client.get("test:features:meta"))["generation"]
+    partial = [k for k in client.scan_iter("test:features:snapshot:*")
+               if client.ttl(k) > store.grace and not k.decode().endswith(generation)]
+    assert len(partial) == 1 and 0 < client.hlen(partial[0]) < len(fewer)
     client.flushdb()
