@@ -14,14 +14,19 @@ integers, several times faster than on strings. Codes are assigned once and neve
 Every part is written to a temporary name and renamed, and ``state.json`` is replaced last, so a failed
 run leaves the previous state intact. Days are whole UTC days, so the table built up to ``until`` serves
 any as-of date ``<= until`` (features filter ``day < as_of``). Events that arrive late for a day already
-aggregated are not seen: rebuild with ``full=True`` after back-filling history.
+aggregated (or are deleted or moved) change the count and summed timestamps of the events before
+``until`` kept in the state, and the next update rebuilds from all events; an edit that keeps every
+timestamp (a changed amount) is not seen: rebuild with ``full=True`` after rewriting history.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +58,9 @@ class DailyState:
     bands: str = ""
     """A kept ``periods`` table (the age-band folding of the daily rows) as of ``bands_as_of``."""
     bands_as_of: str = ""
+    fingerprint: str = ""
+    """Count and summed seconds of the events before ``until`` when they were aggregated: a late event
+    (or a deleted or moved one) for a kept day changes it, and the aggregate is rebuilt."""
     seen_items: str = ""
     """Kept ``last_seen`` tables (user, item / category, last day) as of ``seen_as_of``, built from the
     items file ``seen_stamp`` names (its categories give the category codes)."""
@@ -75,6 +83,8 @@ class DailyStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._memory: dict = {}
+        self.rebuilt = ""
+        """Why the last ``update`` built the aggregate from all events ("" when it only extended it)."""
 
     def state(self) -> DailyState | None:
         """The current state, or None when nothing is kept yet."""
@@ -125,7 +135,13 @@ class DailyStore:
         codes_until = max(until, codes_until if codes_until is not None else until)
         state = self.state()
         source = str(src.events_path.resolve()) if src.events_path else ""
-        if full or state is None or state.events != source or state.version != VERSION:
+        self.rebuilt = "asked for" if full else ("nothing kept yet" if state is None else "")
+        if state is not None and not full:
+            if state.events != source or state.version != VERSION:
+                self.rebuilt = "another events file or layout"
+            elif state.until and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until)):
+                self.rebuilt = f"events before {state.until} changed since they were aggregated"
+        if self.rebuilt:
             if self.root.exists():
                 shutil.rmtree(self.root)
             state = None
@@ -167,6 +183,7 @@ class DailyStore:
             state.activity.append(self._write(con, coded, f"activity-{tag}.parquet"))
             state.items.append(self._write(con, r, f"items-{tag}.parquet"))
             state.until = until.strftime("%Y-%m-%d")
+            state.fingerprint = _fingerprint(src, until)
             # a fresh build's tables stay in the backend's memory: reading them back costs a second
             self._memory = {"con": con, "activity": (list(state.activity), coded),
                             "items": (list(state.items), r)} if fresh else {}
@@ -245,6 +262,43 @@ class DailyStore:
     def item_codes(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
         """``code_item`` (the item id) -> ``iid``."""
         return self._read(con, state.item_codes)
+
+
+def _fingerprint(src: Sources, until: pd.Timestamp) -> str:
+    """Count and summed epoch seconds of the events before ``until`` (reads the timestamps only)."""
+    e = src.events.filter(src.events.ts < _lit(until))
+    ts = e.ts.cast("timestamp")
+    row = e.aggregate(n=e.count(), s=ts.epoch_seconds().cast("int64").sum()).to_pyarrow().to_pylist()[0]
+    return f"{row['n']}:{row['s'] or 0}"
+
+
+class JobBusyError(RuntimeError):
+    """Another feature job is writing the same output folder."""
+
+
+@contextmanager
+def locked(folder: str | Path) -> Iterator[Path]:
+    """Hold the write lock of a feature output folder (``folder/.lock``) while the block runs.
+
+    The lock is the operating system's (``flock``): it goes with the process that held it, so a job
+    that crashed never leaves a folder locked.
+
+    Raises:
+        JobBusyError: Another process holds it.
+    """
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / ".lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobBusyError(f"{root}: another feature job is writing this folder (lock {path}); "
+                               "run again when it has finished") from None
+        try:
+            yield path
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def temp_table(con: ibis.BaseBackend, expr: ir.Table) -> ir.Table:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from features import definitions as defs
 from features.contract import write_table
-from features.daily import VERSION, DailyState, DailyStore, temp_table
+from features.daily import VERSION, DailyState, DailyStore, locked, temp_table
 from features.lifecycle import DOCS as SEGMENT_DOCS
 from features.lifecycle import add_segments
 from features.sources import (
@@ -286,7 +286,8 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
             out_dir: str | Path | None = None, *, con: ibis.BaseBackend | None = None,
             online: OnlineStore | None = None, write_online: bool = True, full: bool = False,
             lookback: int = 90, dormant_after: int = 45,
-            on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None = None) -> list[Path]:
+            on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None = None,
+            on_rebuild: Callable[[str], None] | None = None) -> list[Path]:
     """Write one snapshot per as-of date, and the latest one to the online store.
 
     Args:
@@ -301,15 +302,31 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
         lookback: Days without activity after which a user is ``churned``.
         dormant_after: Days without activity after which a user is ``dormant``.
         on_done: Called after each snapshot with its date, frame and seconds taken.
+        on_rebuild: Called with the reason when the kept daily aggregate was built from all events
+            (nothing kept yet, asked for, or events before its last day changed since they were
+            aggregated) rather than extended.
 
     Returns:
         The snapshot paths, in date order.
+
+    Raises:
+        JobBusyError: Another job is writing ``out_dir``.
     """
     dates = sorted({as_of_timestamp(d) for d in as_of_dates})
     if not dates:
         raise ValueError("no as-of date given")
     out = Path(out_dir) if out_dir is not None else Path(data_dir) / "features"
-    src = open_sources(data_dir, con)
+    src = open_sources(data_dir, con)  # a folder without events is refused before anything is made
+    with locked(out):
+        return _run_locked(data_dir, src, dates, out, online=online, write_online=write_online,
+                           full=full, lookback=lookback, dormant_after=dormant_after, on_done=on_done,
+                           on_rebuild=on_rebuild)
+
+
+def _run_locked(data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], out: Path, *,
+                online: OnlineStore | None, write_online: bool, full: bool, lookback: int, dormant_after: int,
+                on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None,
+                on_rebuild: Callable[[str], None] | None) -> list[Path]:
     store = DailyStore(out / "daily")
     started = time.perf_counter()
     # Days up to the last event's day are kept; later ones (there are events still to come for them)
@@ -317,6 +334,8 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
     last = _last_event_day(src)
     keep = min(dates[-1], last) if last is not None else dates[0]
     state = store.update(src, keep, codes_until=dates[-1], full=full)
+    if store.rebuilt and on_rebuild is not None:
+        on_rebuild(store.rebuilt)
     paths: list[Path] = []
     latest: pd.DataFrame | None = None
     for as_of in dates:

@@ -47,7 +47,9 @@ def features(
                 shapes.append(frame.shape)  # type: ignore[attr-defined]
                 progress.advance(task)
 
-            paths = run_job(data, as_of, target, online=store, write_online=online, full=full, on_done=done)
+            rebuilt: list[str] = []
+            paths = run_job(data, as_of, target, online=store, write_online=online, full=full, on_done=done,
+                            on_rebuild=rebuilt.append)
         rows: dict[str, object] = {
             "snapshots": len(paths),
             "users (latest)": shapes[-1][0] if shapes else 0,
@@ -55,6 +57,8 @@ def features(
             "output": target,
             "first": paths[0].name if paths else "-",
             "last": paths[-1].name if paths else "-",
+            "daily aggregate": (f"built from all events ({rebuilt[0]})" if rebuilt
+                                else "extended by the new days"),
         }
         if online:
             rows["online copy"] = redis_url or getattr(store, "path", "")

@@ -134,6 +134,7 @@ def test_cli_writes_snapshots_and_reports(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert snapshot_path(tmp_path / "o", pd.Timestamp("2025-05-02")).exists()
     bad = CliRunner().invoke(app, ["features", "--data", str(tmp_path / "nowhere"), "--as-of", "2025-05-01"])
+    assert not (tmp_path / "nowhere").exists()
     assert bad.exit_code == 1
     assert "error" in bad.output and "Traceback" not in bad.output
 
@@ -229,3 +230,61 @@ def test_roll_periods_only_rolls_forward() -> None:
                     "orders": "int64", "spend_e4": "int64", "refunds": "int64", "sessions": "int64"})
     with pytest.raises(ValueError):
         defs.roll_periods(defs.periods(t, 10), 10, t, 9)
+
+
+def test_a_second_job_on_the_same_folder_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Two jobs never write one output folder at once; the lock goes with the job that held it."""
+    import subprocess
+    import sys
+    import time
+
+    from features.daily import JobBusyError, locked
+    from userops.cli import app
+
+    random_world(tmp_path, 4)
+    out = tmp_path / "features"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom features.daily import locked\n"
+        f"with locked({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(JobBusyError, match="another feature job is writing"):
+            run_job(tmp_path, [AS_OF], out, write_online=False)
+        assert not list(out.glob("as_of=*.parquet"))
+        result = CliRunner().invoke(app, ["features", "--data", str(tmp_path), "--as-of", "2025-05-01",
+                                          "--out", str(out), "--no-online"])
+        assert result.exit_code == 1 and "another feature job is writing" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    with locked(out):  # the killed holder's lock went with it
+        pass
+    assert run_job(tmp_path, [AS_OF], out, write_online=False)[0].exists()
+
+
+def test_a_late_event_for_a_kept_day_rebuilds_the_aggregate(tmp_path: Path) -> None:
+    """An event that arrives after its day was aggregated is not lost: the next run sees the kept days'
+    events changed, rebuilds, and says why."""
+    tables = random_world(tmp_path, 8)
+    out = tmp_path / "features"
+    day = AS_OF - pd.Timedelta(days=20)
+    reasons: list[str] = []
+    run_job(tmp_path, [day], out, write_online=False, on_rebuild=reasons.append)
+    assert reasons == ["nothing kept yet"]
+    later = day + pd.Timedelta(days=1)
+    run_job(tmp_path, [later], out, write_online=False, on_rebuild=reasons.append)
+    assert reasons == ["nothing kept yet"]  # extended, not rebuilt
+    ev = tables["events"]
+    late = pd.DataFrame({"user_id": ["u002"], "ts": [day - pd.Timedelta(days=3)], "event_type": ["purchase"],
+                         "item_id": ["i04"], "amount": [42.0], "session_id": ["s-late"]})
+    write_table(pd.concat([ev, late.astype({"ts": "datetime64[us]"})], ignore_index=True),
+                tmp_path / "events.parquet")
+    nxt = later + pd.Timedelta(days=1)
+    run_job(tmp_path, [nxt], out, write_online=False, on_rebuild=reasons.append)
+    assert len(reasons) == 2 and "changed since they were aggregated" in reasons[1]
+    got = pd.read_parquet(snapshot_path(out, nxt))
+    pd.testing.assert_frame_equal(got, build_features(tmp_path, nxt))
+    assert got.set_index("user_id").loc["u002", "orders_total"] >= 1
