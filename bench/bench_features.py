@@ -142,7 +142,7 @@ def main(users: int = 150_000, days: int = 365, world: str | None = None) -> Non
         ts = pd.read_parquet(data / "events.parquet", columns=["ts"])["ts"]
         n_full, n_day = int((ts < as_of).sum()), int(((ts >= as_of) & (ts < nxt)).sum())
         del ts
-        job = "from features.job import run_job"
+        job = "import ibis.backends.duckdb\nfrom features.job import run_job"  # imports are not timed
         full = _child(f"run_job({str(data)!r}, [{str(as_of.date())!r}], {str(out)!r}, "
                       "write_online=False, full=True)\nextra = {}", job)
         incr = _child(f"run_job({str(data)!r}, [{str(nxt.date())!r}], {str(out)!r}, "
