@@ -59,6 +59,9 @@ class DailyState:
     """A kept ``periods`` table (the age-band folding of the daily rows) as of ``bands_as_of``."""
     bands_as_of: str = ""
     fingerprint: str = ""
+    events_stat: str = ""
+    """Size and modification time of the events file at the last update: when both are unchanged the
+    fingerprint is not recomputed."""
     """Count and summed seconds of the events before ``until`` when they were aggregated: a late event
     (or a deleted or moved one) for a kept day changes it, and the aggregate is rebuilt."""
     seen_items: str = ""
@@ -139,7 +142,8 @@ class DailyStore:
         if state is not None and not full:
             if state.events != source or state.version != VERSION:
                 self.rebuilt = "another events file or layout"
-            elif state.until and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until)):
+            elif state.until and state.events_stat != _stat(src) \
+                    and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until)):
                 self.rebuilt = f"events before {state.until} changed since they were aggregated"
         if self.rebuilt:
             if self.root.exists():
@@ -183,11 +187,13 @@ class DailyStore:
             state.activity.append(self._write(con, coded, f"activity-{tag}.parquet"))
             state.items.append(self._write(con, r, f"items-{tag}.parquet"))
             state.until = until.strftime("%Y-%m-%d")
-            state.fingerprint = _fingerprint(src, until)
+            # the kept days' fingerprint was checked above (or they are new): add the new days'
+            state.fingerprint = _fingerprint(src, until, start, state.fingerprint if start else "")
             # a fresh build's tables stay in the backend's memory: reading them back costs a second
             self._memory = {"con": con, "activity": (list(state.activity), coded),
                             "items": (list(state.items), r)} if fresh else {}
         state.codes_until = codes_until.strftime("%Y-%m-%d")
+        state.events_stat = _stat(src)
         self._save(state)
         return state
 
@@ -264,12 +270,26 @@ class DailyStore:
         return self._read(con, state.item_codes)
 
 
-def _fingerprint(src: Sources, until: pd.Timestamp) -> str:
-    """Count and summed epoch seconds of the events before ``until`` (reads the timestamps only)."""
-    e = src.events.filter(src.events.ts < _lit(until))
-    ts = e.ts.cast("timestamp")
-    row = e.aggregate(n=e.count(), s=ts.epoch_seconds().cast("int64").sum()).to_pyarrow().to_pylist()[0]
-    return f"{row['n']}:{row['s'] or 0}"
+def _stat(src: Sources) -> str:
+    """Size and modification time (ns) of the events file ("" when the events come from elsewhere)."""
+    if src.events_path is None:
+        return ""
+    info = src.events_path.stat()
+    return f"{info.st_size}:{info.st_mtime_ns}"
+
+
+def _fingerprint(src: Sources, until: pd.Timestamp, start: pd.Timestamp | None = None,
+                 before: str = "") -> str:
+    """Count and summed epoch seconds of the events in ``[start, until)`` (reads the timestamps only),
+    added to ``before``, the fingerprint of the events before ``start``."""
+    cond = src.events.ts < _lit(until)
+    if start is not None:
+        cond = cond & (src.events.ts >= _lit(start))
+    e = src.events.filter(cond)
+    row = e.aggregate(n=e.count(), s=e.ts.cast("timestamp").epoch_seconds().cast("int64").sum())
+    got = row.to_pyarrow().to_pylist()[0]
+    n0, s0 = (int(x) for x in before.split(":")) if before else (0, 0)
+    return f"{n0 + got['n']}:{s0 + (got['s'] or 0)}"
 
 
 class JobBusyError(RuntimeError):

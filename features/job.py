@@ -245,7 +245,9 @@ def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | N
     kept = store.seen(con, state, stamp)
     usable = kept is not None and (kept[1] is not None) == src.has_category
     if kept is not None and usable and 0 <= day - day_of(kept[2]) <= ROLL_DAYS:
-        tables = [defs.roll_last_seen(t, day_of(kept[2]), rows, day, k)
+        # the new days' rows, materialized: small, and known to be small when joined to the kept rows
+        recent = temp_table(con, rows.filter((rows.day >= day_of(kept[2])) & (rows.day < day)))
+        tables = [defs.roll_last_seen(t, day_of(kept[2]), recent, day, k)
                   for t, k in zip(kept[:2], keys, strict=False)]
     else:
         tables = [defs.last_seen(rows, day, k) for k in keys]
