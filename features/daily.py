@@ -216,7 +216,7 @@ class DailyStore:
         state.bands_as_of = as_of.strftime("%Y-%m-%d")
         self._save(state)
         if old and old != state.bands:
-            (self.root / old).unlink(missing_ok=True)
+            _remove(self.root / old)
 
     def seen(self, con: ibis.BaseBackend, state: DailyState,
              stamp: str) -> tuple[ir.Table, ir.Table | None, pd.Timestamp] | None:
@@ -239,7 +239,7 @@ class DailyStore:
         self._save(state)
         for name in old:
             if name and name not in (state.seen_items, state.seen_categories):
-                (self.root / name).unlink(missing_ok=True)
+                _remove(self.root / name)
 
     def _kept(self, con: ibis.BaseBackend, kind: str, parts: list[str]) -> ir.Table:
         memory = self._memory
@@ -268,6 +268,14 @@ class DailyStore:
     def item_codes(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
         """``code_item`` (the item id) -> ``iid``."""
         return self._read(con, state.item_codes)
+
+
+def _remove(path: Path) -> None:
+    """Delete a kept part: a file, or the folder of part files that Spark writes."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _stat(src: Sources) -> str:
@@ -323,4 +331,6 @@ def locked(folder: str | Path) -> Iterator[Path]:
 
 def temp_table(con: ibis.BaseBackend, expr: ir.Table) -> ir.Table:
     """Materialize ``expr`` once in the backend (a temporary table), so later uses do not recompute it."""
+    if con.name != "duckdb":  # e.g. Spark: a cached (persisted) result under a temporary view
+        return expr.cache()
     return con.create_table(f"_userops_{uuid.uuid4().hex}", expr, temp=True)

@@ -48,6 +48,9 @@ def read_table(con: ibis.BaseBackend, path: Path | list[Path]) -> ir.Table:
     """Read Parquet or CSV file(s) as an Ibis table on ``con``."""
     paths = path if isinstance(path, list) else [path]
     if all(p.suffix == ".parquet" for p in paths):
+        if len(paths) > 1 and con.name != "duckdb":  # Spark's reader takes one path (or pattern)
+            parts = [con.read_parquet(str(p)) for p in paths]  # type: ignore[attr-defined]
+            return parts[0].union(*parts[1:])
         arg = [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
         return con.read_parquet(arg)  # type: ignore[attr-defined]
     if len(paths) == 1 and paths[0].suffix == ".csv":
