@@ -59,11 +59,11 @@ class DailyState:
     """A kept ``periods`` table (the age-band folding of the daily rows) as of ``bands_as_of``."""
     bands_as_of: str = ""
     fingerprint: str = ""
+    """Count and summed seconds of the events before ``until`` when they were aggregated: a late event
+    (or a deleted or moved one) for a kept day changes it, and the aggregate is rebuilt."""
     events_stat: str = ""
     """Size and modification time of the events file at the last update: when both are unchanged the
     fingerprint is not recomputed."""
-    """Count and summed seconds of the events before ``until`` when they were aggregated: a late event
-    (or a deleted or moved one) for a kept day changes it, and the aggregate is rebuilt."""
     seen_items: str = ""
     """Kept ``last_seen`` tables (user, item / category, last day) as of ``seen_as_of``, built from the
     items file ``seen_stamp`` names (its categories give the category codes)."""

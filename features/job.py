@@ -266,7 +266,7 @@ def _category_codes(src: Sources, icodes: ir.Table) -> ir.Table:
     cats = src.items.select(cat_item=src.items.item_id.cast("string"),
                             name=src.items.category.cast("string"))
     names = cats.filter(cats.name.notnull()).select("name").distinct()
-    # numbered in name order: the same items file gives the same codes, so kept last-seen tables hold
+    # numbered in name order: the same items file gives the same codes, so kept last-seen tables stay valid
     names = names.mutate(category=ibis.row_number().over(order_by=names.name).cast("int64"))
     cats = cats.left_join(names, "name").select("cat_item", "category")
     coded = icodes.left_join(cats, icodes.code_item == cats.cat_item)
