@@ -35,7 +35,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from features.definitions import DISTINCT_WINDOW, daily_activity, events_between, item_rows
-from features.sources import Sources, as_of_timestamp, read_table
+from features.sources import Sources, as_of_timestamp, file_stamp, read_table
 
 STATE = "state.json"
 VERSION = 2
@@ -62,8 +62,8 @@ class DailyState:
     """Count and summed seconds of the events before ``until`` when they were aggregated: a late event
     (or a deleted or moved one) for a kept day changes it, and the aggregate is rebuilt."""
     events_stat: str = ""
-    """Size and modification time of the events file at the last update: when both are unchanged the
-    fingerprint is not recomputed."""
+    """``file_stamp`` of the events file at the last update: while it is unchanged the fingerprint is
+    not recomputed."""
     seen_items: str = ""
     """Kept ``last_seen`` tables (user, item / category, last day) as of ``seen_as_of``, built from the
     items file ``seen_stamp`` names (its categories give the category codes)."""
@@ -142,7 +142,7 @@ class DailyStore:
         if state is not None and not full:
             if state.events != source or state.version != VERSION:
                 self.rebuilt = "another events file or layout"
-            elif state.until and state.events_stat != _stat(src) \
+            elif state.until and state.events_stat != file_stamp(src.events_path) \
                     and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until)):
                 self.rebuilt = f"events before {state.until} changed since they were aggregated"
         if self.rebuilt:
@@ -193,7 +193,7 @@ class DailyStore:
             self._memory = {"con": con, "activity": (list(state.activity), coded),
                             "items": (list(state.items), r)} if fresh else {}
         state.codes_until = codes_until.strftime("%Y-%m-%d")
-        state.events_stat = _stat(src)
+        state.events_stat = file_stamp(src.events_path)
         self._save(state)
         return state
 
@@ -276,14 +276,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
-
-
-def _stat(src: Sources) -> str:
-    """Size and modification time (ns) of the events file ("" when the events come from elsewhere)."""
-    if src.events_path is None:
-        return ""
-    info = src.events_path.stat()
-    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def _fingerprint(src: Sources, until: pd.Timestamp, start: pd.Timestamp | None = None,

@@ -329,7 +329,12 @@ def last_seen(rows: ir.Table, as_of_day: int, key: str) -> ir.Table:
     Returns:
         ``user_id``, ``key``, ``last_day``: one row per user and key touched in the window.
     """
-    r = rows.filter((rows.day < as_of_day) & (rows.day >= as_of_day - DISTINCT_WINDOW) & rows[key].notnull())
+    return _last_day(rows, key, as_of_day - DISTINCT_WINDOW, as_of_day)
+
+
+def _last_day(rows: ir.Table, key: str, start: int, end: int) -> ir.Table:
+    """``user_id``, ``key``, ``last_day`` over the rows of days ``[start, end)`` with a ``key``."""
+    r = rows.filter((rows.day >= start) & (rows.day < end) & rows[key].notnull())
     return r.group_by(["user_id", key]).aggregate(last_day=r.day.max())
 
 
@@ -349,8 +354,7 @@ def roll_last_seen(seen: ir.Table, seen_day: int, rows: ir.Table, as_of_day: int
     """
     if not 0 <= as_of_day - seen_day <= DISTINCT_WINDOW:
         raise ValueError("last-seen tables roll forward only, by at most the distinct-count window")
-    r = rows.filter((rows.day >= seen_day) & (rows.day < as_of_day) & rows[key].notnull())
-    new = r.group_by(["user_id", key]).aggregate(last_day=r.day.max())
+    new = _last_day(rows, key, seen_day, as_of_day)
     old = seen.filter(seen.last_day >= as_of_day - DISTINCT_WINDOW)
     old = old.anti_join(new, [old.user_id == new.user_id, old[key] == new[key]])
     schema = seen.schema()

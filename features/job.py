@@ -27,6 +27,7 @@ from features.sources import (
     Sources,
     as_of_timestamp,
     day_of,
+    file_stamp,
     open_sources,
     population,
     user_attributes,
@@ -225,22 +226,13 @@ def _bands(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, 
     return bands
 
 
-def _items_stamp(src: Sources) -> str:
-    """Which items file (and version of it) the category codes come from."""
-    path = src.items_path
-    if path is None:
-        return "none"
-    info = path.stat()
-    return f"{path.resolve()}:{info.st_size}:{info.st_mtime_ns}"
-
-
 def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | None, as_of: pd.Timestamp, *,
           keep: bool) -> tuple[ir.Table, ir.Table | None] | None:
     """``last_seen`` of the item rows as of ``as_of`` (items, and categories when items have them), rolled
     on from the kept tables when they are a few days older; kept when ``as_of`` is the last kept day."""
     if rows is None:
         return None
-    con, day, stamp = src.con, day_of(as_of), _items_stamp(src)
+    con, day, stamp = src.con, day_of(as_of), file_stamp(src.items_path)
     keys = ("item_id", "category") if src.has_category else ("item_id",)
     kept = store.seen(con, state, stamp)
     usable = kept is not None and (kept[1] is not None) == src.has_category

@@ -96,12 +96,21 @@ def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> S
     if events_path is None:
         raise ContractError(f"{data_dir}: no events.parquet or events.csv")
     events = read_table(con, events_path)
-    opened: dict[str, ir.Table | None] = {}
-    for name in ("users", "items", "offers", "exposures"):
-        path = table_path(data_dir, name)
-        opened[name] = read_table(con, path) if path is not None else None
+    paths = {name: table_path(data_dir, name) for name in ("users", "items", "offers", "exposures")}
+    opened = {name: read_table(con, path) if path is not None else None for name, path in paths.items()}
     return Sources(con, events, EventColumns.of(events), events_path=events_path,
-                   items_path=table_path(data_dir, "items"), **opened)
+                   items_path=paths["items"], **opened)
+
+
+def file_stamp(path: Path | None) -> str:
+    """Which version of a file this is: its path, size and modification time ("" when there is none).
+
+    Kept tables record the stamp of the file they were built from and are rebuilt when it changes.
+    """
+    if path is None:
+        return ""
+    info = path.stat()
+    return f"{path.resolve()}:{info.st_size}:{info.st_mtime_ns}"
 
 
 def population(src: Sources, as_of: pd.Timestamp) -> ir.Table:

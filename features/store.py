@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,8 +185,6 @@ class RedisStore(OnlineStore):
         return f"{self.prefix}snapshot:{generation}"
 
     def write(self, snapshot: pd.DataFrame) -> int:
-        import uuid
-
         columns = list(snapshot.columns)
         records = snapshot.astype(object).to_numpy()
         generation = uuid.uuid4().hex
