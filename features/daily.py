@@ -38,7 +38,7 @@ from features.definitions import DISTINCT_WINDOW, daily_activity, events_between
 from features.sources import Sources, as_of_timestamp, file_stamp, read_table
 
 STATE = "state.json"
-VERSION = 2
+VERSION = 3
 """Layout version of the kept tables; a folder of another version is rebuilt."""
 
 
@@ -55,9 +55,9 @@ class DailyState:
     items: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
     item_codes: list[str] = field(default_factory=list)
-    bands: str = ""
-    """A kept ``periods`` table (the age-band folding of the daily rows) as of ``bands_as_of``."""
-    bands_as_of: str = ""
+    totals: str = ""
+    """A kept ``definitions.totals`` table (each user's running totals) as of ``totals_as_of``."""
+    totals_as_of: str = ""
     fingerprint: str = ""
     """Count and summed seconds of the events before ``until`` when they were aggregated: a late event
     (or a deleted or moved one) for a kept day changes it, and the aggregate is rebuilt."""
@@ -94,7 +94,9 @@ class DailyStore:
         path = self.root / STATE
         if not path.exists():
             return None
-        return DailyState(**json.loads(path.read_text()))
+        known = DailyState.__dataclass_fields__
+        # a folder of another layout may hold other fields: it is rebuilt (its version differs)
+        return DailyState(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
 
     def _write(self, con: ibis.BaseBackend, expr: ir.Table, name: str) -> str:
         tmp = self.root / f".{name}.tmp"
@@ -159,20 +161,22 @@ class DailyStore:
         con = src.con
         tag = f"{_stamp(start) if start is not None else 'start'}-{_stamp(until)}-{_stamp(codes_until)}"
         span_end = start if done and start is not None else until  # nothing new to aggregate when done
-        events = events_between(src.events, _lit(start) if start is not None else None, _lit(span_end))
-        agg = temp_table(con, daily_activity(events, src.has))
-        items_from = as_of_timestamp(state.items_from)
-        rows_from = max(start, items_from) if start is not None else items_from
-        row_events = events_between(src.events, _lit(rows_from), _lit(span_end))
-        rows = temp_table(con, item_rows(row_events, None).select("user_id", "day", "item_id"))
         ahead = events_between(src.events, _lit(span_end), _lit(codes_until))
-        users = agg.select(key=agg.user_id).union(ahead.select(key=ahead.user_id))
+        users, items = ahead.select(key=ahead.user_id), ahead.select(key=ahead.item_id)
+        if not done:
+            events = events_between(src.events, _lit(start) if start is not None else None, _lit(span_end))
+            agg = temp_table(con, daily_activity(events, src.has))
+            items_from = as_of_timestamp(state.items_from)
+            rows_from = max(start, items_from) if start is not None else items_from
+            row_events = events_between(src.events, _lit(rows_from), _lit(span_end))
+            rows = temp_table(con, item_rows(row_events, None).select("user_id", "day", "item_id"))
+            users = agg.select(key=agg.user_id).union(users)
+            items = rows.select(key=rows.item_id).union(items)
         # everyone the features may meet gets a code, exposed users without events included
         if src.users is not None:
             users = users.union(src.users.select(key=src.users.user_id.cast("string")))
         if src.exposures is not None:
             users = users.union(src.exposures.select(key=src.exposures.unit_id.cast("string")))
-        items = rows.select(key=rows.item_id).union(ahead.select(key=ahead.item_id))
         state.users = self._extend_codes(con, state.users, users, "user", tag)
         state.item_codes = self._extend_codes(con, state.item_codes, items, "item", tag)
         if not done:
@@ -202,20 +206,20 @@ class DailyStore:
         tmp.write_text(json.dumps(state.__dict__, indent=2) + "\n")
         tmp.replace(self.root / STATE)
 
-    def bands(self, con: ibis.BaseBackend, state: DailyState) -> tuple[ir.Table, pd.Timestamp] | None:
-        """The kept ``periods`` table and its as-of date, if any."""
-        if not state.bands or not (self.root / state.bands).exists():
+    def totals(self, con: ibis.BaseBackend, state: DailyState) -> tuple[ir.Table, pd.Timestamp] | None:
+        """The kept running totals and their as-of date, if any."""
+        if not state.totals or not (self.root / state.totals).exists():
             return None
-        return self._read(con, [state.bands]), as_of_timestamp(state.bands_as_of)
+        return self._read(con, [state.totals]), as_of_timestamp(state.totals_as_of)
 
-    def keep_bands(self, con: ibis.BaseBackend, state: DailyState, bands: ir.Table,
-                   as_of: pd.Timestamp) -> None:
-        """Keep ``bands`` (``periods`` as of ``as_of``) so a later day's bands roll on from it."""
-        old = state.bands
-        state.bands = self._write(con, bands, f"bands-{_stamp(as_of)}-{uuid.uuid4().hex[:8]}.parquet")
-        state.bands_as_of = as_of.strftime("%Y-%m-%d")
+    def keep_totals(self, con: ibis.BaseBackend, state: DailyState, totals: ir.Table,
+                    as_of: pd.Timestamp) -> None:
+        """Keep ``totals`` (as of ``as_of``) so a later day's roll on from them."""
+        old = state.totals
+        state.totals = self._write(con, totals, f"totals-{_stamp(as_of)}-{uuid.uuid4().hex[:8]}.parquet")
+        state.totals_as_of = as_of.strftime("%Y-%m-%d")
         self._save(state)
-        if old and old != state.bands:
+        if old and old != state.totals:
             _remove(self.root / old)
 
     def seen(self, con: ibis.BaseBackend, state: DailyState,

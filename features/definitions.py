@@ -4,10 +4,12 @@ Two stages, both plain Ibis so every backend runs the same definitions:
 
 1. :func:`daily_activity` folds events into one row per user and UTC day (events, purchases, orders,
    spend, refunds, sessions). The job keeps this table on disk, so the next day only adds a day.
-2. :func:`user_features` turns the daily table (plus item rows, exposures and users) into one row per
-   user *as of* a date. Days are integer day numbers (days since 1970-01-01, UTC); "as of D" reads only
-   days ``< D``, and ``age = D - day`` is 1 for yesterday, so "the last N days" is ``age <= N``. Daily
-   rows are first folded into age bands (:data:`PERIODS`), so each window sums a handful of rows.
+2. :func:`totals` folds the daily table into one row of running totals per user *as of* a date (window
+   sums, last active and purchase days, purchase-gap sums), and every behavioural feature is read off
+   that row (:func:`behaviour`); the job keeps it too, and :func:`roll_totals` moves it on by the days'
+   rows that enter or leave a window. Days are integer day numbers (days since 1970-01-01, UTC); "as of
+   D" reads only days ``< D``, and ``age = D - day`` is 1 for yesterday, so "the last N days" is
+   ``age <= N``.
 
 "Activity" (events, active days, recency) is every event except a ``refund``: a refund is the shop's
 doing, not the user's visit. Counts and sums with nothing to count are 0; ratios, gaps and recencies
@@ -31,7 +33,7 @@ DISTINCT_WINDOW = 90
 OFFER_RESPONSE_DAYS = 14
 """An offer exposure counts as answered when the user buys on its day or the 13 days after."""
 
-Reduction = Callable[[ir.Table], ir.Scalar]
+Reduction = Callable[[ir.Table, int], ir.Value]
 Derived = Callable[[ir.Table], ir.Value]
 
 DOCS: dict[str, str] = {}
@@ -52,8 +54,8 @@ def _register(table: dict, fn: Callable, name: str | None = None, doc: str | Non
     return fn
 
 
-def daily_feature(fn: Reduction) -> Reduction:
-    """Register a reduction over a user's period rows (see :func:`periods`)."""
+def total_feature(fn: Reduction) -> Reduction:
+    """Register a feature read off a user's running totals (see :func:`totals`) as of a day."""
     return _register(_REDUCTIONS, fn)
 
 
@@ -167,11 +169,35 @@ def item_rows(events: ir.Table, items: ir.Table | None, *, per_day: bool = True)
     return rows
 
 
-# ------------------------------------------------------------------------- reductions over daily rows
+# ------------------------------------------------------------------- running totals and their features
+TOTALS: dict[str, tuple[int, ...]] = {
+    "events": (7, 30, 60, 90, 180),
+    "orders": (7, 30, 90, 180, 0),
+    "spend_e4": (7, 30, 60, 90, 180, 0),
+    "active_days": (30, 90),
+    "sessions": (90,),
+    "purchases": (0,),
+    "refunds": (0,),
+}
+"""The running sums kept per user: daily column -> windows, in days (0: the whole history).
+``active_days`` sums ``events > 0``."""
+GAP_SUMS: tuple[str, ...] = ("gap_n", "gap_sum", "gap_sumsq")
+"""Count, sum and sum of squares of the days between a user's consecutive purchase days."""
+
+
+def total_column(measure: str, window: int) -> str:
+    """Name of a running-total column: ``events_30d``, ``orders_all``."""
+    return f"{measure}_{window}d" if window else f"{measure}_all"
+
+
+def _sum_columns() -> list[tuple[str, str, int]]:
+    return [(total_column(m, w), m, w) for m, windows in TOTALS.items() for w in windows]
+
+
 def _window_family(measure: str, doc: str) -> None:
     for n in WINDOWS:
-        def fn(d: ir.Table, n: int = n) -> ir.Scalar:
-            return d[measure].sum(where=d.period <= n)
+        def fn(t: ir.Table, day: int, n: int = n) -> ir.Value:
+            return t[total_column(measure, n)]
 
         _register(_REDUCTIONS, fn, f"{measure.removesuffix('_e4')}_{n}d", doc.format(n=n))
 
@@ -181,65 +207,65 @@ _window_family("orders", "Orders (distinct purchase sessions, or purchase-days) 
 _window_family("spend_e4", "Money spent on purchases in the last {n} days.")
 
 
-@daily_feature
-def days_since_last_event(d: ir.Table) -> ir.Scalar:
+@total_feature
+def days_since_last_event(t: ir.Table, day: int) -> ir.Value:
     """Days since the user's last active day (1 = yesterday); null if never active."""
-    return d.last_active_age.min()
+    return day - t.last_active_day
 
 
-@daily_feature
-def days_since_last_purchase(d: ir.Table) -> ir.Scalar:
+@total_feature
+def days_since_last_purchase(t: ir.Table, day: int) -> ir.Value:
     """Days since the user's last purchase day (1 = yesterday); null if never bought."""
-    return d.last_purchase_age.min()
+    return day - t.last_purchase_day
 
 
-@daily_feature
-def active_days_30d(d: ir.Table) -> ir.Scalar:
+@total_feature
+def active_days_30d(t: ir.Table, day: int) -> ir.Value:
     """Days with any activity in the last 30 days."""
-    return d.active_days.sum(where=d.period <= 30)
+    return t.active_days_30d
 
 
-@daily_feature
-def active_days_90d(d: ir.Table) -> ir.Scalar:
+@total_feature
+def active_days_90d(t: ir.Table, day: int) -> ir.Value:
     """Days with any activity in the last 90 days."""
-    return d.active_days.sum(where=d.period <= 90)
+    return t.active_days_90d
 
 
-@daily_feature
-def orders_total(d: ir.Table) -> ir.Scalar:
+@total_feature
+def orders_total(t: ir.Table, day: int) -> ir.Value:
     """Orders over the user's whole history."""
-    return d.orders.sum()
+    return t.orders_all
 
 
-@daily_feature
-def spend_total(d: ir.Table) -> ir.Scalar:
+@total_feature
+def spend_total(t: ir.Table, day: int) -> ir.Value:
     """Money spent over the user's whole history."""
-    return d.spend_e4.sum()
+    return t.spend_e4_all
 
 
-@daily_feature
-def _sessions_90d(d: ir.Table) -> ir.Scalar:
-    return d.sessions.sum(where=d.period <= 90)
+@total_feature
+def _sessions_90d(t: ir.Table, day: int) -> ir.Value:
+    return t.sessions_90d
 
 
-@daily_feature
-def _purchases_total(d: ir.Table) -> ir.Scalar:
-    return d.purchases.sum()
+@total_feature
+def _purchases_total(t: ir.Table, day: int) -> ir.Value:
+    return t.purchases_all
 
 
-@daily_feature
-def _refunds_total(d: ir.Table) -> ir.Scalar:
-    return d.refunds.sum()
+@total_feature
+def _refunds_total(t: ir.Table, day: int) -> ir.Value:
+    return t.refunds_all
 
 
-@daily_feature
-def _events_prior_30d(d: ir.Table) -> ir.Scalar:
-    return d.events.sum(where=d.period == 60)
+@total_feature
+def _events_prior_30d(t: ir.Table, day: int) -> ir.Value:
+    return t.events_60d - t.events_30d
 
 
-@daily_feature
-def _spend_prior_30d(d: ir.Table) -> ir.Scalar:
-    return d.spend_e4.sum(where=d.period == 60)
+@total_feature
+def _spend_prior_30d(t: ir.Table, day: int) -> ir.Value:
+    return t.spend_e4_60d - t.spend_e4_30d
 
 
 COUNTS: tuple[str, ...] = tuple(
@@ -305,17 +331,6 @@ OTHER_DOCS = {
     "offer_response_rate": f"Share of those offers followed by a purchase within {OFFER_RESPONSE_DAYS} days.",
 }
 DOCS.update(OTHER_DOCS)
-
-
-def purchase_gaps(daily: ir.Table, as_of_day: int) -> ir.Table:
-    """``purchase_gap_mean_days`` and ``purchase_gap_std_days`` per user with a purchase."""
-    p = daily.filter((daily.day < as_of_day) & (daily.purchases > 0)).select("user_id", "day")
-    p = p.mutate(gap=(p.day - p.day.lag().over(group_by="user_id", order_by="day")).cast("int64"))
-    # integer sums, one division: exact and the same on every backend (a streaming std is not)
-    g = p.group_by("user_id").aggregate(n=p.gap.count(), s=p.gap.sum(), ss=(p.gap * p.gap).sum())
-    var = (g.n * g.ss - g.s * g.s).cast("float64") / (g.n * (g.n - 1)).nullif(0).cast("float64")
-    return g.select("user_id", purchase_gap_mean_days=g.s.cast("float64") / g.n.nullif(0).cast("float64"),
-                    purchase_gap_std_days=var.sqrt())
 
 
 def last_seen(rows: ir.Table, as_of_day: int, key: str) -> ir.Table:
@@ -408,102 +423,110 @@ def offer_history(exposures: ir.Table, daily: ir.Table, offer_ids: list[str] | N
 
 
 # ------------------------------------------------------------------------------------- assembling
-PERIODS: tuple[int, ...] = (7, 30, 60, 90, 180, 10**6)
-"""Age bands (upper bounds, in days) that every window is a union of; the last is "older"."""
+def _measures(d: ir.Table) -> ir.Table:
+    return d.mutate(active_days=(d.events > 0).cast("int64"))
 
 
-def periods(daily: ir.Table, as_of_day: int) -> ir.Table:
-    """Each user's daily rows before the as-of day folded into age bands (at most six rows per user).
+def _gap_sums(p: ir.Table, since: int | None = None) -> ir.Table:
+    """``GAP_SUMS`` per user from purchase days ``p`` (``user_id``, ``day``), counting only gaps that end
+    on a day ``>= since`` (all when None)."""
+    p = p.mutate(gap=(p.day - p.day.lag().over(group_by="user_id", order_by="day")).cast("int64"))
+    if since is not None:
+        p = p.filter(p.day >= since)
+    g = p.group_by(_g_user=p.user_id).aggregate(gap_n=p.gap.count(), gap_sum=p.gap.sum(),
+                                                gap_sumsq=(p.gap * p.gap).sum())
+    return g.mutate(**{c: g[c].fill_null(0) for c in GAP_SUMS})
 
-    Windowed features then sum a few band rows instead of filtering every day: same numbers, less work.
+
+def totals(daily: ir.Table, as_of_day: int) -> ir.Table:
+    """Each user's running totals as of a day: one row per user with a daily row before it.
+
+    Columns: ``user_id``; every :data:`TOTALS` sum (``events_30d`` = events on days ``as_of_day - 30``
+    to ``as_of_day - 1``; ``orders_all`` = all orders; never null); ``last_active_day`` and
+    ``last_purchase_day`` (day numbers, null if none); :data:`GAP_SUMS`. Every feature of the daily
+    table is read off this row, and :func:`roll_totals` moves it to a later day by a few days' rows.
     """
-    d = daily.filter(daily.day < as_of_day)
-    d = d.mutate(age=as_of_day - d.day)
-    band = ibis.cases(*[(d.age <= p, p) for p in PERIODS[:-1]], else_=PERIODS[-1])
-    d = d.mutate(period=band)
-    return d.group_by(["user_id", "period"]).aggregate(
-        events=d.events.sum(), purchases=d.purchases.sum(), orders=d.orders.sum(), spend_e4=d.spend_e4.sum(),
-        refunds=d.refunds.sum(), sessions=d.sessions.sum(), active_days=d.day.count(where=d.events > 0),
-        last_active_age=d.age.min(where=d.events > 0), last_purchase_age=d.age.min(where=d.purchases > 0),
-    )
+    d = _measures(daily.filter(daily.day < as_of_day))
+    sums = {name: d[m].sum(where=(d.day >= as_of_day - w) if w else None).fill_null(0)
+            for name, m, w in _sum_columns()}
+    agg = d.group_by("user_id").aggregate(
+        **sums, last_active_day=d.day.max(where=d.events > 0),
+        last_purchase_day=d.day.max(where=d.purchases > 0))
+    gaps = _gap_sums(d.filter(d.purchases > 0).select("user_id", "day"))
+    out = agg.left_join(gaps, agg.user_id == gaps._g_user)
+    return out.select(*agg.columns, **{c: out[c].fill_null(0) for c in GAP_SUMS})
 
 
-def roll_periods(bands: ir.Table, bands_day: int, daily: ir.Table, as_of_day: int) -> ir.Table:
-    """``periods(daily, as_of_day)`` from ``bands = periods(daily, bands_day)``, an earlier as-of day.
+def roll_totals(kept: ir.Table, kept_day: int, daily: ir.Table, as_of_day: int) -> ir.Table:
+    """``totals(daily, as_of_day)`` from ``kept = totals(daily, kept_day)``, an earlier day.
 
-    Only daily rows that change age band between the two days (a few days' rows per band boundary) and
-    the new days are read: each leaves its old band (subtracted) and joins its new one (added). Sums and
-    counts move exactly; a band's most recent active (purchase) day is the newest of what it kept and
-    what joined, or none when no active day (purchase) is left in it: the rows that leave a band are its
-    oldest. A band may be left holding zeros where :func:`periods` has no row, or a 0 spend where it has
-    null (no purchase in the band); every reduction fills those to the same values.
+    Only the daily rows that enter or leave a window are read: the new days ``[kept_day, as_of_day)``
+    enter every window, and for a window of ``w`` days the days ``[kept_day - w, as_of_day - w)`` leave
+    it. Sums move exactly; the last active and purchase days are the newer of the kept and the new
+    ones; the new purchase days extend the gap sums from the kept last purchase day.
 
     Args:
-        bands: :func:`periods` as of ``bands_day``.
-        bands_day: Its as-of day, ``<= as_of_day``.
+        kept: :func:`totals` as of ``kept_day``.
+        kept_day: Its as-of day, ``<= as_of_day``.
         daily: The daily activity table, covering every day before ``as_of_day``.
         as_of_day: The as-of day wanted.
     """
-    if as_of_day < bands_day:
-        raise ValueError("periods roll forward only")
-    schema = bands.schema()
-    old = bands.select(
-        "user_id", "period", "events", "purchases", "orders", "spend_e4", "refunds", "sessions",
-        "active_days", last_active=bands_day - bands.last_active_age,
-        last_purchase=bands_day - bands.last_purchase_age)
-    moved = daily.day >= bands_day
-    for p in PERIODS[:-1]:
-        moved = moved | ((daily.day >= bands_day - p) & (daily.day < as_of_day - p))
-    d = daily.filter(moved & (daily.day < as_of_day))
+    if as_of_day < kept_day:
+        raise ValueError("running totals roll forward only")
+    schema = kept.schema()
+    windows = sorted({w for ws in TOTALS.values() for w in ws if w})
 
-    def band(age: ir.IntegerValue) -> ir.IntegerValue:
-        return ibis.cases(*[(age <= p, p) for p in PERIODS[:-1]], else_=PERIODS[-1])
+    def leaves(day: ir.IntegerValue, w: int) -> ir.BooleanValue:
+        return (day >= kept_day - w) & (day < min(as_of_day - w, kept_day))
 
-    active = (d.events > 0).cast("int64")
-    values = {c: d[c] for c in ("events", "purchases", "orders", "spend_e4", "refunds", "sessions")}
-    joined = d.select("user_id", period=band(as_of_day - d.day), **values, active_days=active,
-                      last_active=ibis.ifelse(d.events > 0, d.day, ibis.null("int32")),
-                      last_purchase=ibis.ifelse(d.purchases > 0, d.day, ibis.null("int32")))
-    left = d.filter(d.day < bands_day)
-    left = left.select("user_id", period=band(bands_day - left.day),
-                       **{c: -left[c] for c in values}, active_days=-(left.events > 0).cast("int64"),
-                       last_active=ibis.null("int32"), last_purchase=ibis.null("int32"))
-    sums = (*values, "active_days")
-    cols = ["user_id", "period", *sums, "last_active", "last_purchase"]
-    moves = joined.select(*cols).union(left.select(*cols).cast(joined.select(*cols).schema()))
-    # only the bands that rows joined or left are regrouped; the rest keep their kept row
-    delta = moves.group_by(["user_id", "period"]).aggregate(
-        **{f"_d_{c}": moves[c].sum() for c in sums},
-        _d_last_active=moves.last_active.max(), _d_last_purchase=moves.last_purchase.max())
-    delta = delta.rename(_d_user="user_id", _d_period="period")
-    g = old.outer_join(delta, [old.user_id == delta._d_user, old.period == delta._d_period])
+    moved = (daily.day >= kept_day) & (daily.day < as_of_day)
+    for w in windows:
+        moved = moved | leaves(daily.day, w)
+    d = _measures(daily.filter(moved))
+    new = d.day >= kept_day
+    # each row's sign in each window: +1 entering it, -1 leaving it, 0 staying in (or out of) it
+    signs = {w: ibis.ifelse(new & (d.day >= as_of_day - w), 1, ibis.ifelse(leaves(d.day, w), -1, 0))
+             for w in windows}
+    d = d.mutate(**{f"_sign_{w}": sign for w, sign in signs.items()}, _sign_0=new.cast("int64"))
+    delta = d.group_by(_d_user=d.user_id).aggregate(
+        **{f"_d_{name}": (d[m] * d[f"_sign_{w}"]).sum().fill_null(0) for name, m, w in _sum_columns()},
+        _d_last_active=d.day.max(where=new & (d.events > 0)),
+        _d_last_purchase=d.day.max(where=new & (d.purchases > 0)))
+    # the gaps the new purchase days close, the first from the kept last purchase day
+    p = d.filter(new & (d.purchases > 0)).select("user_id", "day")
+    before = kept.filter(kept.last_purchase_day.notnull())
+    before = before.select("user_id", day=before.last_purchase_day).semi_join(p, "user_id")
+    gaps = _gap_sums(p.union(before.cast(p.schema())), since=kept_day)
+    gaps = gaps.rename(**{f"_g_{c}": c for c in GAP_SUMS})
+    g = kept.outer_join(delta, kept.user_id == delta._d_user)
+    g = g.left_join(gaps, g._d_user == gaps._g_user)
 
-    def newest(kept: ir.IntegerValue, joined_day: ir.IntegerValue) -> ir.IntegerValue:
-        return ibis.ifelse(kept.isnull(), joined_day,
-                           ibis.ifelse(joined_day.isnull(), kept, ibis.greatest(kept, joined_day)))
+    def newest(old: ir.IntegerValue, joined: ir.IntegerValue) -> ir.IntegerValue:
+        newer = ibis.ifelse(joined.isnull(), old, ibis.greatest(old, joined))
+        return ibis.ifelse(old.isnull(), joined, newer)
 
-    g = g.select(
-        user_id=g.user_id.fill_null(g._d_user), period=g.period.fill_null(g._d_period),
-        **{c: ibis.coalesce(g[c] + g[f"_d_{c}"], g[c], g[f"_d_{c}"]) for c in sums},
-        last_active=newest(g.last_active, g._d_last_active.cast("int64")),
-        last_purchase=newest(g.last_purchase, g._d_last_purchase.cast("int64")))
     out = g.select(
-        "user_id", "period", *values, "active_days",
-        last_active_age=ibis.ifelse(g.active_days > 0, as_of_day - g.last_active, ibis.null("int64")),
-        last_purchase_age=ibis.ifelse(g.purchases > 0, as_of_day - g.last_purchase, ibis.null("int64")))
+        user_id=g.user_id.fill_null(g._d_user),
+        **{name: g[name].fill_null(0) + g[f"_d_{name}"].fill_null(0) for name, _, _ in _sum_columns()},
+        last_active_day=newest(g.last_active_day, g._d_last_active),
+        last_purchase_day=newest(g.last_purchase_day, g._d_last_purchase),
+        **{c: g[c].fill_null(0) + g[f"_g_{c}"].fill_null(0) for c in GAP_SUMS})
     return out.select(*schema.names).cast(schema)
 
 
-def behaviour(daily: ir.Table, as_of_day: int, bands: ir.Table | None = None) -> ir.Table:
-    """All period reductions per user with activity before the as-of day (helpers start with ``_``).
+def behaviour(t: ir.Table, as_of_day: int) -> ir.Table:
+    """Every feature read off the running totals (helpers start with ``_``), per user in ``t``.
 
     Args:
-        daily: The daily activity table.
+        t: :func:`totals` as of ``as_of_day`` (or rolled on to it).
         as_of_day: The as-of day.
-        bands: ``periods(daily, as_of_day)`` when already at hand (e.g. rolled on from a kept one).
     """
-    p = bands if bands is not None else periods(daily, as_of_day)
-    return p.group_by("user_id").aggregate(**{name: fn(p) for name, fn in _REDUCTIONS.items()})
+    var = (t.gap_n * t.gap_sumsq - t.gap_sum * t.gap_sum).cast("float64") \
+        / (t.gap_n * (t.gap_n - 1)).nullif(0).cast("float64")
+    # integer sums, one division: exact and the same on every backend (a streaming std is not)
+    return t.select("user_id", **{name: fn(t, as_of_day) for name, fn in _REDUCTIONS.items()},
+                    purchase_gap_mean_days=t.gap_sum.cast("float64") / t.gap_n.nullif(0).cast("float64"),
+                    purchase_gap_std_days=var.sqrt())
 
 
 def fill_and_derive(u: ir.Table, has_amount: bool) -> ir.Table:
@@ -512,7 +535,7 @@ def fill_and_derive(u: ir.Table, has_amount: bool) -> ir.Table:
     if has_amount:
         fills.update({c: u[c].fill_null(0) / MONEY_SCALE for c in SPENDS})
     else:
-        fills.update({c: u[c].cast("float64") for c in SPENDS})
+        fills.update({c: ibis.null("float64") for c in SPENDS})  # the running totals hold 0
     u = u.mutate(**fills)
     return u.mutate(**{name: fn(u) for name, fn in _DERIVED.items()})
 

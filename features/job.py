@@ -17,6 +17,8 @@ from pathlib import Path
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import definitions as defs
 from features.contract import write_table
@@ -61,7 +63,7 @@ def _coded(frame: ir.Table, codes: ir.Table) -> ir.Table:
 
 def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None = None,
                   rows: ir.Table | None = None, codes: ir.Table | None = None, lookback: int = 90,
-                  dormant_after: int = 45, bands: ir.Table | None = None,
+                  dormant_after: int = 45, totals: ir.Table | None = None,
                   seen: tuple[ir.Table, ir.Table | None] | None = None) -> ir.Table:
     """The snapshot as an Ibis expression (nothing is executed except reading the offer ids).
 
@@ -74,8 +76,8 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
         codes: ``code_user -> uid`` when ``daily`` and ``rows`` are keyed by integer user codes.
         lookback: Days without activity after which a user is ``churned``.
         dormant_after: Days without activity after which a user is ``dormant``.
-        bands: ``definitions.periods(daily, as_of)`` when already at hand; then only the daily rows
-            with a purchase are read, and ``daily`` may hold just those.
+        totals: ``definitions.totals(daily, as_of)`` when already at hand (e.g. rolled on from kept
+            ones); then only the daily rows with a purchase are read, and ``daily`` may hold just those.
         seen: ``definitions.last_seen`` of the item rows as of ``as_of`` (items, and categories or None)
             when already at hand (e.g. rolled on from kept ones).
     """
@@ -91,8 +93,7 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
     if codes is not None:
         pop = pop.left_join(codes, pop.user_id == codes.code_user).drop("code_user")
         key = "uid"
-    u = _attach(pop, defs.behaviour(daily, day, bands), key)
-    u = _attach(u, defs.purchase_gaps(daily, day), key)
+    u = _attach(pop, defs.behaviour(totals if totals is not None else defs.totals(daily, day), day), key)
     if rows is not None:
         if seen is None:
             seen = (defs.last_seen(rows, day, "item_id"),
@@ -118,8 +119,10 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
 
 def normalize(frame: pd.DataFrame) -> pd.DataFrame:
     """Fixed column types and row order, whatever backend computed the frame."""
-    out = frame.sort_values("user_id", kind="stable", ignore_index=True)
+    out = frame.copy(deep=False)
     out["user_id"] = out["user_id"].astype(str)
+    if not out["user_id"].is_monotonic_increasing:  # (snapshot_frame has sorted them)
+        out = out.sort_values("user_id", kind="stable", ignore_index=True)
     out["as_of"] = pd.to_datetime(out["as_of"]).astype("datetime64[us]")
     for col in FEATURES:
         if col in INTEGER_FEATURES:
@@ -131,6 +134,13 @@ def normalize(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[col] = out[col].astype("float64")
     return out
+
+
+def snapshot_frame(expr: ir.Table) -> pd.DataFrame:
+    """Run a :func:`feature_table` expression: the snapshot frame, normalized and sorted by ``user_id``."""
+    table = expr.to_pyarrow()
+    table = table.take(pc.sort_indices(table["user_id"].cast(pa.string())))  # Arrow sorts strings fast
+    return normalize(table.to_pandas())
 
 
 def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
@@ -153,19 +163,18 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
     """
     src = open_sources(data_dir, con)
     ts = as_of_timestamp(as_of)
-    daily = rows = codes = bands = seen = None
+    daily = rows = codes = totals = seen = None
     if daily_dir is not None:
         store = DailyStore(daily_dir)
         state = store.state()
         usable = state is not None and state.version == VERSION and state.codes_until != ""
         if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
             daily, rows, codes = _kept(store, state, src, ts)
-            bands = _bands(store, state, src, daily, ts, keep=False)
+            totals = _totals(store, state, src, daily, ts, keep=False)
             seen = _seen(store, state, src, rows, ts, keep=False)
-            daily = _purchase_rows(src.con, daily)
     expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                         dormant_after=dormant_after, bands=bands, seen=seen)
-    return normalize(expr.to_pyarrow().to_pandas())
+                         dormant_after=dormant_after, totals=totals, seen=seen)
+    return snapshot_frame(expr)
 
 
 def _kept(store: DailyStore, state: DailyState, src: Sources,
@@ -193,37 +202,32 @@ def _kept(store: DailyStore, state: DailyState, src: Sources,
         names = _category_codes(src, icodes)
         rows = rows.left_join(names, rows.item_id == names.iid)
         rows = rows.select("user_id", "day", "item_id", "category")
-    # both are read as they are: the age bands read a few days of the daily table and the rest of the
-    # feature query only its purchase rows (see _purchase_rows); the item rows are read by the last-seen
-    # tables, which roll on from kept ones by the new days' rows (see _seen)
+    # both are read as they are: the running totals read a few days of the daily table and the rest of
+    # the feature query only its purchase rows; the item rows are read by the last-seen tables, which
+    # roll on from kept ones by the new days' rows (see _seen)
     return daily, rows, codes
 
 
-def _purchase_rows(con: ibis.BaseBackend, daily: ir.Table) -> ir.Table:
-    """The daily rows with a purchase, in the backend's memory: with the age bands at hand, the only rows
-    the feature query reads (purchase gaps and offer responses), each several times."""
-    return temp_table(con, daily.filter(daily.purchases > 0))
-
-
 ROLL_DAYS = 30
-"""Kept age bands at most this many days old are rolled on to the as-of date; older ones are rebuilt."""
+"""Kept running totals (and last-seen tables) at most this many days old are rolled on to the as-of
+date; older ones are rebuilt."""
 
 
-def _bands(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, as_of: pd.Timestamp, *,
-           keep: bool) -> ir.Table:
-    """``periods(daily, as_of)``, rolled on from the kept bands when they are a few days older (cost in
-    proportion to the days' rows that change band, not the history); kept when ``as_of`` is the last
-    kept day (``keep``), so the next day rolls on from it."""
+def _totals(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, as_of: pd.Timestamp, *,
+            keep: bool) -> ir.Table:
+    """``totals(daily, as_of)``, rolled on from the kept totals when they are a few days older (cost in
+    proportion to the days' rows that enter or leave a window, not the history); kept when ``as_of`` is
+    the last kept day (``keep``), so the next day rolls on from it."""
     con, day = src.con, day_of(as_of)
-    kept = store.bands(con, state)
+    kept = store.totals(con, state)
     if kept is not None and 0 <= day - day_of(kept[1]) <= ROLL_DAYS:
-        bands = defs.roll_periods(kept[0], day_of(kept[1]), daily, day)
+        table = defs.roll_totals(kept[0], day_of(kept[1]), daily, day)
     else:
-        bands = defs.periods(daily, day)
-    bands = temp_table(con, bands)
+        table = defs.totals(daily, day)
+    table = temp_table(con, table)
     if keep and as_of == as_of_timestamp(state.until) and (kept is None or kept[1] != as_of):
-        store.keep_bands(con, state, bands, as_of)
-    return bands
+        store.keep_totals(con, state, table, as_of)
+    return table
 
 
 def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | None, as_of: pd.Timestamp, *,
@@ -334,12 +338,11 @@ def _run_locked(data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], o
     latest: pd.DataFrame | None = None
     for as_of in dates:
         daily, rows, codes = _kept(store, state, src, as_of)
-        bands = _bands(store, state, src, daily, as_of, keep=True)
+        totals = _totals(store, state, src, daily, as_of, keep=True)
         seen = _seen(store, state, src, rows, as_of, keep=True)
-        daily = _purchase_rows(src.con, daily)
         expr = feature_table(src, as_of, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                             dormant_after=dormant_after, bands=bands, seen=seen)
-        frame = normalize(expr.to_pyarrow().to_pandas())
+                             dormant_after=dormant_after, totals=totals, seen=seen)
+        frame = snapshot_frame(expr)
         paths.append(write_table(frame, snapshot_path(out, as_of)))
         if on_done is not None:
             on_done(as_of, frame, time.perf_counter() - started)

@@ -157,15 +157,16 @@ def test_a_run_ahead_of_the_data_does_not_freeze_missing_days(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("columns", ["all", "events only"])
-def test_age_bands_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path, columns: str,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kept age bands roll on by the rows that change band; every snapshot equals a fresh one,
-    over one-day and several-day steps, a step past the roll limit, and days past the data's end."""
+def test_running_totals_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path, columns: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept running totals roll on by the rows that enter or leave a window; every snapshot equals
+    a fresh one, over one-day and several-day steps, a step past the roll limit, and days past the
+    data's end."""
     from features import definitions as defs
 
     rolled: list[int] = []
-    roll = defs.roll_periods
-    monkeypatch.setattr(defs, "roll_periods",
+    roll = defs.roll_totals
+    monkeypatch.setattr(defs, "roll_totals",
                         lambda b, bd, d, day: rolled.append(day - bd) or roll(b, bd, d, day))
     seen_rolled: list[int] = []
     roll_seen = defs.roll_last_seen
@@ -186,14 +187,14 @@ def test_age_bands_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path, col
         pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, day)), build_features(tmp_path, day),
                                       obj=f"{day.date()}")
         state = json.loads((daily / "state.json").read_text())
-        assert state["bands"] and (daily / state["bands"]).exists()
-        assert len(list(daily.glob("bands-*.parquet"))) == 1
+        assert state["totals"] and (daily / state["totals"]).exists()
+        assert len(list(daily.glob("totals-*.parquet"))) == 1
         assert len(list(daily.glob("seen-items-*.parquet"))) == (columns == "all")
-    assert state["bands_as_of"] < str(day.date())  # a day past the data's end is not kept
+    assert state["totals_as_of"] < str(day.date())  # a day past the data's end is not kept
     assert max(rolled) <= 30 and {1, 6, 29} <= set(rolled) and len(rolled) >= 7, rolled
-    if columns == "all":  # items and categories, each step the bands rolled
+    if columns == "all":  # items and categories, each step the totals rolled
         assert sorted(seen_rolled) == sorted(rolled * 2), seen_rolled
-    # served from the kept daily table (and bands) without writing anything
+    # served from the kept daily table (and totals) without writing anything
     fresh = build_features(tmp_path, day)
     pd.testing.assert_frame_equal(build_features(tmp_path, day, daily_dir=daily), fresh)
 
@@ -221,7 +222,7 @@ def test_kept_last_seen_tables_follow_a_changed_items_file(tmp_path: Path) -> No
     assert (fresh["distinct_categories_90d"] != stale["distinct_categories_90d"]).any()
 
 
-def test_roll_periods_only_rolls_forward() -> None:
+def test_running_totals_only_roll_forward() -> None:
     import ibis
 
     from features import definitions as defs
@@ -229,7 +230,7 @@ def test_roll_periods_only_rolls_forward() -> None:
     t = ibis.table({"user_id": "int64", "day": "int32", "events": "int64", "purchases": "int64",
                     "orders": "int64", "spend_e4": "int64", "refunds": "int64", "sessions": "int64"})
     with pytest.raises(ValueError):
-        defs.roll_periods(defs.periods(t, 10), 10, t, 9)
+        defs.roll_totals(defs.totals(t, 10), 10, t, 9)
 
 
 def test_a_second_job_on_the_same_folder_is_refused_while_the_first_runs(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_spark_snapshot_equals_duckdb_column_by_column(tmp_path: Path, spark: ob
 
 
 def test_the_feature_job_runs_on_spark_and_its_next_day_equals_duckdb(tmp_path: Path, spark: object) -> None:
-    """``run_job`` itself on Spark: a full build, then a next day rolled on from the kept tables (bands,
+    """``run_job`` itself on Spark: a full build, then a next day rolled on from the kept tables (totals,
     last-seen tables, codes, all written by Spark), equal to DuckDB's snapshot from scratch."""
     from features.job import run_job, snapshot_path
 
