@@ -197,8 +197,9 @@ def _kept(store: DailyStore, state: DailyState, src: Sources,
             extra = extra.join(icodes, extra.item_id == icodes.code_item)
             rows = rows.union(extra.select("user_id", "day", item_id=extra.iid).cast(rows.schema()))
     if rows is not None:
-        day = day_of(as_of)  # only the distinct-count window is read
-        rows = rows.filter((rows.day >= day - defs.DISTINCT_WINDOW) & (rows.day < day))
+        # only the distinct-count windows are read: as of ``as_of``, and as of the last kept day
+        first = day_of(min(as_of, kept_until)) - defs.DISTINCT_WINDOW
+        rows = rows.filter((rows.day >= first) & (rows.day < day_of(as_of)))
         names = _category_codes(src, icodes)
         rows = rows.left_join(names, rows.item_id == names.iid)
         rows = rows.select("user_id", "day", "item_id", "category")
@@ -216,42 +217,63 @@ date; older ones are rebuilt."""
 def _totals(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, as_of: pd.Timestamp, *,
             keep: bool) -> ir.Table:
     """``totals(daily, as_of)``, rolled on from the kept totals when they are a few days older (cost in
-    proportion to the days' rows that enter or leave a window, not the history); kept when ``as_of`` is
-    the last kept day (``keep``), so the next day rolls on from it."""
-    con, day = src.con, day_of(as_of)
+    proportion to the days' rows that enter or leave a window, not the history).
+
+    With ``keep``, the totals as of the last kept day (``state.until``) are kept whenever ``as_of`` is on
+    or past it, so each day rolls on from the day before, not from an ever older build.
+    """
+    con = src.con
     kept = store.totals(con, state)
-    if kept is not None and 0 <= day - day_of(kept[1]) <= ROLL_DAYS:
-        table = defs.roll_totals(kept[0], day_of(kept[1]), daily, day)
-    else:
-        table = defs.totals(daily, day)
-    table = temp_table(con, table)
-    if keep and as_of == as_of_timestamp(state.until) and (kept is None or kept[1] != as_of):
-        store.keep_totals(con, state, table, as_of)
-    return table
+
+    def at(when: pd.Timestamp, base: tuple[ir.Table, pd.Timestamp] | None) -> ir.Table:
+        day = day_of(when)
+        if base is not None and 0 <= day - day_of(base[1]) <= ROLL_DAYS:
+            return temp_table(con, defs.roll_totals(base[0], day_of(base[1]), daily, day))
+        return temp_table(con, defs.totals(daily, day))
+
+    until = as_of_timestamp(state.until) if state.until else None
+    if keep and until is not None and until <= as_of and (kept is None or kept[1] != until):
+        kept = (at(until, kept), until)
+        store.keep_totals(con, state, kept[0], until)
+    if kept is not None and kept[1] == as_of:
+        return kept[0]
+    return at(as_of, kept)
 
 
 def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | None, as_of: pd.Timestamp, *,
           keep: bool) -> tuple[ir.Table, ir.Table | None] | None:
     """``last_seen`` of the item rows as of ``as_of`` (items, and categories when items have them), rolled
-    on from the kept tables when they are a few days older; kept when ``as_of`` is the last kept day."""
+    on from the kept tables when they are a few days older; with ``keep``, kept as of the last kept day
+    like the running totals (see :func:`_totals`)."""
     if rows is None:
         return None
-    con, day, stamp = src.con, day_of(as_of), file_stamp(src.items_path)
+    con, stamp = src.con, file_stamp(src.items_path)
     keys = ("item_id", "category") if src.has_category else ("item_id",)
     kept = store.seen(con, state, stamp)
-    usable = kept is not None and (kept[1] is not None) == src.has_category
-    if kept is not None and usable and 0 <= day - day_of(kept[2]) <= ROLL_DAYS:
-        # the new days' rows, materialized: small, and known to be small when joined to the kept rows
-        recent = temp_table(con, rows.filter((rows.day >= day_of(kept[2])) & (rows.day < day)))
-        tables = [defs.roll_last_seen(t, day_of(kept[2]), recent, day, k)
-                  for t, k in zip(kept[:2], keys, strict=False)]
-    else:
-        tables = [defs.last_seen(rows, day, k) for k in keys]
-    seen = [temp_table(con, t) for t in tables]
-    items, cats = seen[0], (seen[1] if len(seen) > 1 else None)
-    if keep and as_of == as_of_timestamp(state.until) and (kept is None or kept[2] != as_of):
-        store.keep_seen(con, state, items, cats, as_of, stamp)
-    return items, cats
+    if kept is not None and (kept[1] is not None) != src.has_category:
+        kept = None
+
+    def at(when: pd.Timestamp, base: tuple[ir.Table, ir.Table | None, pd.Timestamp] | None
+           ) -> tuple[ir.Table, ir.Table | None, pd.Timestamp]:
+        day = day_of(when)
+        if base is not None and 0 <= day - day_of(base[2]) <= ROLL_DAYS:
+            since = day_of(base[2])
+            # the new days' rows, materialized: small, and known to be small when joined to the kept rows
+            recent = temp_table(con, rows.filter((rows.day >= since) & (rows.day < day)))
+            tables = [defs.roll_last_seen(t, since, recent, day, k)
+                      for t, k in zip(base[:2], keys, strict=False)]
+        else:
+            tables = [defs.last_seen(rows, day, k) for k in keys]
+        seen = [temp_table(con, t) for t in tables]
+        return seen[0], (seen[1] if len(seen) > 1 else None), when
+
+    until = as_of_timestamp(state.until) if state.until else None
+    if keep and until is not None and until <= as_of and (kept is None or kept[2] != until):
+        kept = at(until, kept)
+        store.keep_seen(con, state, kept[0], kept[1], until, stamp)
+    if kept is None or kept[2] != as_of:
+        kept = at(as_of, kept)
+    return kept[0], kept[1]
 
 
 def _category_codes(src: Sources, icodes: ir.Table) -> ir.Table:

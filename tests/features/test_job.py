@@ -199,6 +199,36 @@ def test_running_totals_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path
     pd.testing.assert_frame_equal(build_features(tmp_path, day, daily_dir=daily), fresh)
 
 
+def test_a_daily_run_moves_its_kept_tables_on_with_the_kept_day(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each morning on the events so far: the last day may still be filling up, so it is aggregated
+    on the fly, and the totals and last-seen tables are kept as of the last kept day. Each run rolls them
+    on by a day (never from the first build, which would soon be too old to roll) and each snapshot
+    equals a fresh one."""
+    from features import definitions as defs
+
+    steps: list[int] = []
+    roll = defs.roll_totals
+    monkeypatch.setattr(defs, "roll_totals",
+                        lambda k, kd, d, day: steps.append(day - kd) or roll(k, kd, d, day))
+    tables = random_world(tmp_path / "full", 31, n_users=60)
+    data, out, ev = tmp_path / "data", tmp_path / "features", tables["events"]
+    for name, frame in tables.items():
+        write_table(frame, data / f"{name}.parquet")
+    first = AS_OF - pd.Timedelta(days=40)
+    for i in range(36):  # past the roll limit of 30 days
+        as_of = first + pd.Timedelta(days=i)
+        write_table(ev[ev["ts"] < as_of], data / "events.parquet")  # the events so far
+        run_job(data, [as_of], out, write_online=False, full=i == 0)
+        if i % 7 == 0 or i == 35:
+            pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, as_of)),
+                                          build_features(data, as_of), obj=f"{as_of.date()}")
+        state = json.loads((out / "daily" / "state.json").read_text())
+        assert state["totals_as_of"] == state["seen_as_of"] == state["until"], state
+        assert state["until"] == str((as_of - pd.Timedelta(days=1)).date())  # the last day, on the fly
+    assert steps and set(steps) == {1}, steps
+
+
 def test_kept_last_seen_tables_follow_a_changed_items_file(tmp_path: Path) -> None:
     """Distinct categories come from kept last-seen tables: a new items file (categories moved) is not
     served from them."""
