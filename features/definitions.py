@@ -219,43 +219,22 @@ def days_since_last_purchase(t: ir.Table, day: int) -> ir.Value:
     return day - t.last_purchase_day
 
 
-@total_feature
-def active_days_30d(t: ir.Table, day: int) -> ir.Value:
-    """Days with any activity in the last 30 days."""
-    return t.active_days_30d
+def _column_feature(name: str, column: str, doc: str = "") -> None:
+    """Register a feature that is one running-total column as it stands."""
+    _register(_REDUCTIONS, lambda t, day, column=column: t[column], name, doc or name)
 
 
-@total_feature
-def active_days_90d(t: ir.Table, day: int) -> ir.Value:
-    """Days with any activity in the last 90 days."""
-    return t.active_days_90d
-
-
-@total_feature
-def orders_total(t: ir.Table, day: int) -> ir.Value:
-    """Orders over the user's whole history."""
-    return t.orders_all
-
-
-@total_feature
-def spend_total(t: ir.Table, day: int) -> ir.Value:
-    """Money spent over the user's whole history."""
-    return t.spend_e4_all
-
-
-@total_feature
-def _sessions_90d(t: ir.Table, day: int) -> ir.Value:
-    return t.sessions_90d
-
-
-@total_feature
-def _purchases_total(t: ir.Table, day: int) -> ir.Value:
-    return t.purchases_all
-
-
-@total_feature
-def _refunds_total(t: ir.Table, day: int) -> ir.Value:
-    return t.refunds_all
+for _name, _column, _doc in [
+    ("active_days_30d", "active_days_30d", "Days with any activity in the last 30 days."),
+    ("active_days_90d", "active_days_90d", "Days with any activity in the last 90 days."),
+    ("orders_total", "orders_all", "Orders over the user's whole history."),
+    ("spend_total", "spend_e4_all", "Money spent over the user's whole history."),
+    ("_sessions_90d", "sessions_90d", ""),
+    ("_purchases_total", "purchases_all", ""),
+    ("_refunds_total", "refunds_all", ""),
+]:
+    _column_feature(_name, _column, _doc)
+del _name, _column, _doc
 
 
 @total_feature
