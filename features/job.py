@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import definitions as defs
-from features.contract import write_table
+from features.contract import write_arrow
 from features.daily import VERSION, DailyState, DailyStore, locked, temp_table
 from features.lifecycle import DOCS as SEGMENT_DOCS
 from features.lifecycle import add_segments
@@ -117,30 +117,25 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
     return u.select("user_id", "as_of", *FEATURES, *user_attributes(src))
 
 
-def normalize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fixed column types and row order, whatever backend computed the frame."""
-    out = frame.copy(deep=False)
-    out["user_id"] = out["user_id"].astype(str)
-    if not out["user_id"].is_monotonic_increasing:  # (snapshot_frame has sorted them)
-        out = out.sort_values("user_id", kind="stable", ignore_index=True)
-    out["as_of"] = pd.to_datetime(out["as_of"]).astype("datetime64[us]")
-    for col in FEATURES:
-        if col in INTEGER_FEATURES:
-            out[col] = out[col].astype("int64")
-        elif col in STRING_FEATURES:
-            out[col] = out[col].astype(str)
-        elif col.startswith("tag_"):
-            out[col] = out[col].astype(bool)
-        else:
-            out[col] = out[col].astype("float64")
-    return out
+def _arrow_type(column: str, found: pa.DataType) -> pa.DataType:
+    """The fixed type of a snapshot column (user attribute columns keep theirs)."""
+    if column in ("user_id", *STRING_FEATURES):
+        return pa.string()
+    if column == "as_of":
+        return pa.timestamp("us")
+    if column in INTEGER_FEATURES:
+        return pa.int64()
+    if column.startswith("tag_"):
+        return pa.bool_()
+    return pa.float64() if column in DOCS else found
 
 
-def snapshot_frame(expr: ir.Table) -> pd.DataFrame:
-    """Run a :func:`feature_table` expression: the snapshot frame, normalized and sorted by ``user_id``."""
+def snapshot_table(expr: ir.Table) -> pa.Table:
+    """Run a :func:`feature_table` expression: the snapshot as an Arrow table, sorted by ``user_id``,
+    with fixed column types whatever backend computed it."""
     table = expr.to_pyarrow()
-    table = table.take(pc.sort_indices(table["user_id"].cast(pa.string())))  # Arrow sorts strings fast
-    return normalize(table.to_pandas())
+    table = table.cast(pa.schema([pa.field(f.name, _arrow_type(f.name, f.type)) for f in table.schema]))
+    return table.take(pc.sort_indices(table["user_id"]))
 
 
 def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
@@ -174,7 +169,7 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
             seen = _seen(store, state, src, rows, ts, keep=False)
     expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
                          dormant_after=dormant_after, totals=totals, seen=seen)
-    return snapshot_frame(expr)
+    return snapshot_table(expr).to_pandas()
 
 
 def _kept(store: DailyStore, state: DailyState, src: Sources,
@@ -357,22 +352,22 @@ def _run_locked(data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], o
     if store.rebuilt and on_rebuild is not None:
         on_rebuild(store.rebuilt)
     paths: list[Path] = []
-    latest: pd.DataFrame | None = None
+    latest: pa.Table | None = None
     for as_of in dates:
         daily, rows, codes = _kept(store, state, src, as_of)
         totals = _totals(store, state, src, daily, as_of, keep=True)
         seen = _seen(store, state, src, rows, as_of, keep=True)
         expr = feature_table(src, as_of, daily=daily, rows=rows, codes=codes, lookback=lookback,
                              dormant_after=dormant_after, totals=totals, seen=seen)
-        frame = snapshot_frame(expr)
-        paths.append(write_table(frame, snapshot_path(out, as_of)))
+        table = snapshot_table(expr)
+        paths.append(write_arrow(table, snapshot_path(out, as_of)))
         if on_done is not None:
-            on_done(as_of, frame, time.perf_counter() - started)
+            on_done(as_of, table.to_pandas(), time.perf_counter() - started)
         started = time.perf_counter()
-        latest = frame
+        latest = table
     if write_online and latest is not None:
         online = online if online is not None else default_store(data_dir)
         held = online.as_of()
         if held is None or held <= dates[-1]:
-            online.write(latest)
+            online.write(latest.to_pandas())
     return paths

@@ -101,15 +101,15 @@ def test_a_failed_run_leaves_the_previous_snapshot(tmp_path: Path, monkeypatch: 
     [path] = run_job(tmp_path, [AS_OF], out, write_online=False)
     good = path.read_bytes()
 
-    def broken(frame: pd.DataFrame, target: Path) -> Path:
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(b"half a file")
+    def broken(table: object, where: Path, **kwargs: object) -> None:  # the disk fills up mid-write
+        Path(where).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("features.job.write_table", broken)
+    monkeypatch.setattr("features.contract.pq.write_table", broken)
     with pytest.raises(OSError):
         run_job(tmp_path, [AS_OF], out, write_online=False, full=True)
     assert path.read_bytes() == good
+    assert not list(out.glob(".*.tmp"))  # the half-written file is gone too
 
 
 def test_online_copy_holds_the_latest_date(tmp_path: Path) -> None:
