@@ -38,6 +38,8 @@ from features.definitions import DISTINCT_WINDOW, daily_activity, events_between
 from features.sources import Sources, as_of_timestamp, file_stamp, read_table
 
 STATE = "state.json"
+MAX_PARTS = 8
+"""Each update appends a part to the kept tables; past this many, a table's parts are merged into one."""
 VERSION = 3
 """Layout version of the kept tables; a folder of another version is rebuilt."""
 
@@ -198,8 +200,29 @@ class DailyStore:
                             "items": (list(state.items), r)} if fresh else {}
         state.codes_until = codes_until.strftime("%Y-%m-%d")
         state.events_stat = file_stamp(src.events_path)
+        merged = self._merge(con, state, until)
         self._save(state)
+        for name in merged:  # only once the state no longer names them
+            _remove(self.root / name)
         return state
+
+    def _merge(self, con: ibis.BaseBackend, state: DailyState, until: pd.Timestamp) -> list[str]:
+        """Merge each kept table that has grown past ``MAX_PARTS`` parts into one (each update adds a
+        part, and every read opens them all); return the parts merged away."""
+        gone: list[str] = []
+        tables = (("activity", "activity", ["day", "user_id"]), ("items", "items", ["day", "user_id"]),
+                  ("users", "usercodes", ["uid"]), ("item_codes", "itemcodes", ["iid"]))
+        for attr, kind, order in tables:
+            parts = getattr(state, attr)
+            if len(parts) <= MAX_PARTS:
+                continue
+            table = self._read(con, parts).order_by(order)  # in day order, reading a few days skips the rest
+            name = self._write(con, table, f"{kind}-merged-{_stamp(until)}-{uuid.uuid4().hex[:8]}.parquet")
+            setattr(state, attr, [name])
+            gone += parts
+        if gone:
+            self._memory = {}
+        return gone
 
     def _save(self, state: DailyState) -> None:
         tmp = self.root / f".{STATE}.tmp"

@@ -206,6 +206,7 @@ def test_a_daily_run_moves_its_kept_tables_on_with_the_kept_day(tmp_path: Path,
     on by a day (never from the first build, which would soon be too old to roll) and each snapshot
     equals a fresh one."""
     from features import definitions as defs
+    from features.daily import MAX_PARTS
 
     steps: list[int] = []
     roll = defs.roll_totals
@@ -226,7 +227,14 @@ def test_a_daily_run_moves_its_kept_tables_on_with_the_kept_day(tmp_path: Path,
         state = json.loads((out / "daily" / "state.json").read_text())
         assert state["totals_as_of"] == state["seen_as_of"] == state["until"], state
         assert state["until"] == str((as_of - pd.Timedelta(days=1)).date())  # the last day, on the fly
+        # a part a day, merged past MAX_PARTS; the folder holds just what the state names
+        named = {state["totals"], state["seen_items"], state["seen_categories"], "state.json"}
+        for table in ("activity", "items", "users", "item_codes"):
+            assert 1 <= len(state[table]) <= MAX_PARTS, (table, state[table])
+            named |= set(state[table])
+        assert {p.name for p in (out / "daily").iterdir() if not p.name.startswith(".")} == named
     assert steps and set(steps) == {1}, steps
+    assert any("merged" in p for p in state["activity"] + state["items"])
 
 
 def test_kept_last_seen_tables_follow_a_changed_items_file(tmp_path: Path) -> None:
