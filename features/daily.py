@@ -6,7 +6,10 @@ Layout of ``DIR`` (normally ``<features out>/daily/``)::
     activity-<from>-<until>.parquet one row per user and day (see definitions.daily_activity)
     items-<from>-<until>.parquet    distinct (user, day, item) rows, kept for the last
                                     DISTINCT_WINDOW days before the first build and every day after
-    users-*.parquet, itemcodes-*    integer codes of user and item ids (code_user -> uid, code_item -> iid)
+    usercodes-*, itemcodes-*        integer codes of user and item ids (code_user -> uid, code_item -> iid)
+    *-merged-*.parquet              a table's parts merged into one once they pass MAX_PARTS
+    totals-<day>-*.parquet          each user's running totals as of the last kept day (definitions.totals)
+    seen-items-*, seen-categories-* the day each user last touched each item / category in the window
 
 The kept tables hold integer codes instead of id strings: every later query groups and joins on
 integers, several times faster than on strings. Codes are assigned once and never change.
