@@ -20,9 +20,10 @@ from experiments.assignment import Rule, to_buckets
 from experiments.definitions import Experiment, parse_variants
 from experiments.exposures import ExposureLog
 from experiments.metrics import DataError
-from experiments.report import results_table, write_html
-from experiments.service import analyze_folder, assign_units, folder_over_time
 from experiments.store import ExperimentStore, StoreError
+
+# experiments.service and experiments.report (scipy's statistics behind them) are imported by the commands
+# that use them: every other command, and `userops --help`, starts about a second sooner.
 
 app = typer.Typer(
     help="A/B experiments: definitions and lifecycle in a SQL store (SQLite by default), deterministic "
@@ -271,6 +272,8 @@ def assign(
             ids, attributes = list(unit), pd.DataFrame([pairs] * len(unit))
         else:
             _fail("give --unit ID (repeatable) or --units FILE")
+        from experiments.service import assign_units
+
         opened = _open(store, data)
         log = ExposureLog(engine=opened.engine) if log_exposures else None
         started = time.perf_counter()
@@ -354,6 +357,9 @@ def analyze(
     store: StoreOpt = None,
 ) -> None:
     """Read an experiment's results from DIR/exposures and DIR/events (see ANALYZE_HELP)."""
+    from experiments.report import results_table, write_html
+    from experiments.service import analyze_folder, folder_over_time
+
     with _clean_errors():
         if not data.is_dir():
             _fail(f"data folder {data} does not exist")
