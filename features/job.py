@@ -209,66 +209,72 @@ ROLL_DAYS = 30
 date; older ones are rebuilt."""
 
 
-def _totals(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, as_of: pd.Timestamp, *,
-            keep: bool) -> ir.Table:
-    """``totals(daily, as_of)``, rolled on from the kept totals when they are a few days older (cost in
-    proportion to the days' rows that enter or leave a window, not the history).
+Tables = tuple[ir.Table, ...]
 
-    With ``keep``, the totals as of the last kept day (``state.until``) are kept whenever ``as_of`` is on
-    or past it, so each day rolls on from the day before, not from an ever older build.
+
+def _on_to(state: DailyState, as_of: pd.Timestamp, kept: tuple[Tables, pd.Timestamp] | None,
+           roll: Callable[[Tables, int, int], Tables], build: Callable[[int], Tables],
+           keep: Callable[[Tables, pd.Timestamp], None] | None) -> Tables:
+    """Kept per-user tables as of ``as_of``: rolled on from ``kept`` (tables, their day) when those are
+    at most ``ROLL_DAYS`` older (``roll(tables, their day, day)``), else built afresh (``build(day)``).
+
+    With ``keep``, the tables as of the last kept day (``state.until``) are kept first whenever ``as_of``
+    is on or past it, so each day rolls on from the day before, not from an ever older build.
     """
-    con = src.con
-    kept = store.totals(con, state)
-
-    def at(when: pd.Timestamp, base: tuple[ir.Table, pd.Timestamp] | None) -> ir.Table:
+    def at(when: pd.Timestamp, base: tuple[Tables, pd.Timestamp] | None) -> Tables:
         day = day_of(when)
         if base is not None and 0 <= day - day_of(base[1]) <= ROLL_DAYS:
-            return temp_table(con, defs.roll_totals(base[0], day_of(base[1]), daily, day))
-        return temp_table(con, defs.totals(daily, day))
+            return roll(base[0], day_of(base[1]), day)
+        return build(day)
 
     until = as_of_timestamp(state.until) if state.until else None
-    if keep and until is not None and until <= as_of and (kept is None or kept[1] != until):
+    if keep is not None and until is not None and until <= as_of and (kept is None or kept[1] != until):
         kept = (at(until, kept), until)
-        store.keep_totals(con, state, kept[0], until)
-    if kept is not None and kept[1] == as_of:
-        return kept[0]
-    return at(as_of, kept)
+        keep(kept[0], until)
+    return kept[0] if kept is not None and kept[1] == as_of else at(as_of, kept)
+
+
+def _totals(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, as_of: pd.Timestamp, *,
+            keep: bool) -> ir.Table:
+    """``totals(daily, as_of)``, rolled on from the kept totals (cost in proportion to the days' rows
+    that enter or leave a window, not the history); see :func:`_on_to`."""
+    con = src.con
+    found = store.totals(con, state)
+    tables = _on_to(
+        state, as_of, ((found[0],), found[1]) if found is not None else None,
+        lambda t, day0, day: (temp_table(con, defs.roll_totals(t[0], day0, daily, day)),),
+        lambda day: (temp_table(con, defs.totals(daily, day)),),
+        (lambda t, day: store.keep_totals(con, state, t[0], day)) if keep else None)
+    return tables[0]
 
 
 def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | None, as_of: pd.Timestamp, *,
           keep: bool) -> tuple[ir.Table, ir.Table | None] | None:
     """``last_seen`` of the item rows as of ``as_of`` (items, and categories when items have them), rolled
-    on from the kept tables when they are a few days older; with ``keep``, kept as of the last kept day
-    like the running totals (see :func:`_totals`)."""
+    on from the kept tables; see :func:`_on_to`. Tables kept from another items file are not used."""
     if rows is None:
         return None
     con, stamp = src.con, file_stamp(src.items_path)
     keys = ("item_id", "category") if src.has_category else ("item_id",)
-    kept = store.seen(con, state, stamp)
-    if kept is not None and (kept[1] is not None) != src.has_category:
-        kept = None
+    found = store.seen(con, state, stamp)
+    usable = found is not None and (found[1] is not None) == src.has_category
 
-    def at(when: pd.Timestamp, base: tuple[ir.Table, ir.Table | None, pd.Timestamp] | None
-           ) -> tuple[ir.Table, ir.Table | None, pd.Timestamp]:
-        day = day_of(when)
-        if base is not None and 0 <= day - day_of(base[2]) <= ROLL_DAYS:
-            since = day_of(base[2])
-            # the new days' rows, materialized: small, and known to be small when joined to the kept rows
-            recent = temp_table(con, rows.filter((rows.day >= since) & (rows.day < day)))
-            tables = [defs.roll_last_seen(t, since, recent, day, k)
-                      for t, k in zip(base[:2], keys, strict=False)]
-        else:
-            tables = [defs.last_seen(rows, day, k) for k in keys]
-        seen = [temp_table(con, t) for t in tables]
-        return seen[0], (seen[1] if len(seen) > 1 else None), when
+    def roll(kept: Tables, since: int, day: int) -> Tables:
+        # the new days' rows, materialized: small, and known to be small when joined to the kept rows
+        recent = temp_table(con, rows.filter((rows.day >= since) & (rows.day < day)))
+        return tuple(temp_table(con, defs.roll_last_seen(t, since, recent, day, k))
+                     for t, k in zip(kept, keys, strict=True))
 
-    until = as_of_timestamp(state.until) if state.until else None
-    if keep and until is not None and until <= as_of and (kept is None or kept[2] != until):
-        kept = at(until, kept)
-        store.keep_seen(con, state, kept[0], kept[1], until, stamp)
-    if kept is None or kept[2] != as_of:
-        kept = at(as_of, kept)
-    return kept[0], kept[1]
+    def build(day: int) -> Tables:
+        return tuple(temp_table(con, defs.last_seen(rows, day, k)) for k in keys)
+
+    def keep_them(tables: Tables, day: pd.Timestamp) -> None:
+        store.keep_seen(con, state, tables[0], tables[1] if len(tables) > 1 else None, day, stamp)
+
+    # one table per key: (items,) or (items, categories)
+    kept = (found[:len(keys)], found[2]) if found is not None and usable else None
+    tables = _on_to(state, as_of, kept, roll, build, keep_them if keep else None)
+    return tables[0], (tables[1] if len(tables) > 1 else None)
 
 
 def _category_codes(src: Sources, icodes: ir.Table) -> ir.Table:
@@ -352,7 +358,7 @@ def _run_locked(data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], o
     if store.rebuilt and on_rebuild is not None:
         on_rebuild(store.rebuilt)
     paths: list[Path] = []
-    latest: pa.Table | None = None
+    latest: pa.Table | pd.DataFrame | None = None
     for as_of in dates:
         daily, rows, codes = _kept(store, state, src, as_of)
         totals = _totals(store, state, src, daily, as_of, keep=True)
@@ -361,13 +367,13 @@ def _run_locked(data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], o
                              dormant_after=dormant_after, totals=totals, seen=seen)
         table = snapshot_table(expr)
         paths.append(write_arrow(table, snapshot_path(out, as_of)))
+        latest = table.to_pandas() if on_done is not None else table  # to pandas once, when needed
         if on_done is not None:
-            on_done(as_of, table.to_pandas(), time.perf_counter() - started)
+            on_done(as_of, latest, time.perf_counter() - started)
         started = time.perf_counter()
-        latest = table
     if write_online and latest is not None:
         online = online if online is not None else default_store(data_dir)
         held = online.as_of()
         if held is None or held <= dates[-1]:
-            online.write(latest.to_pandas())
+            online.write(latest if isinstance(latest, pd.DataFrame) else latest.to_pandas())
     return paths
