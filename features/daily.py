@@ -75,6 +75,9 @@ class DailyState:
     seen_categories: str = ""
     seen_as_of: str = ""
     seen_stamp: str = ""
+    coded_sides: str = ""
+    """``file_stamp`` of the users and exposures files whose ids all have codes: while both are unchanged
+    only the new events' users are looked up."""
 
 
 def _stamp(ts: pd.Timestamp) -> str:
@@ -178,10 +181,12 @@ class DailyStore:
             users = agg.select(key=agg.user_id).union(users)
             items = rows.select(key=rows.item_id).union(items)
         # everyone the features may meet gets a code, exposed users without events included
-        if src.users is not None:
+        sides = f"{file_stamp(src.users_path)}|{file_stamp(src.exposures_path)}"
+        if src.users is not None and sides != state.coded_sides:
             users = users.union(src.users.select(key=src.users.user_id.cast("string")))
-        if src.exposures is not None:
+        if src.exposures is not None and sides != state.coded_sides:
             users = users.union(src.exposures.select(key=src.exposures.unit_id.cast("string")))
+        state.coded_sides = sides
         state.users = self._extend_codes(con, state.users, users, "user", tag)
         state.item_codes = self._extend_codes(con, state.item_codes, items, "item", tag)
         if not done:

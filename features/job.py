@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import ibis
@@ -47,6 +48,18 @@ STRING_FEATURES: frozenset[str] = frozenset(["rfm_segment", "lifecycle_stage"])
 
 def _lit(ts: pd.Timestamp) -> ir.Scalar:
     return ibis.literal(ts.to_pydatetime(), "timestamp")
+
+
+@contextmanager
+def _unfused() -> Iterator[None]:
+    """Compile without fusing nested selects: Ibis compiles the snapshot's deep expression about three
+    times faster (0.5 s -> 0.17 s at 150k users), and DuckDB plans both forms alike."""
+    before = ibis.options.sql.fuse_selects
+    ibis.options.sql.fuse_selects = False
+    try:
+        yield
+    finally:
+        ibis.options.sql.fuse_selects = before
 
 
 def _attach(left: ir.Table, right: ir.Table, key: str = "user_id") -> ir.Table:
@@ -159,17 +172,18 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
     src = open_sources(data_dir, con)
     ts = as_of_timestamp(as_of)
     daily = rows = codes = totals = seen = None
-    if daily_dir is not None:
-        store = DailyStore(daily_dir)
-        state = store.state()
-        usable = state is not None and state.version == VERSION and state.codes_until != ""
-        if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
-            daily, rows, codes = _kept(store, state, src, ts)
-            totals = _totals(store, state, src, daily, ts, keep=False)
-            seen = _seen(store, state, src, rows, ts, keep=False)
-    expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                         dormant_after=dormant_after, totals=totals, seen=seen)
-    return snapshot_table(expr).to_pandas()
+    with _unfused():
+        if daily_dir is not None:
+            store = DailyStore(daily_dir)
+            state = store.state()
+            usable = state is not None and state.version == VERSION and state.codes_until != ""
+            if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
+                daily, rows, codes = _kept(store, state, src, ts)
+                totals = _totals(store, state, src, daily, ts, keep=False)
+                seen = _seen(store, state, src, rows, ts, keep=False)
+        expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
+                             dormant_after=dormant_after, totals=totals, seen=seen)
+        return snapshot_table(expr).to_pandas()
 
 
 def _kept(store: DailyStore, state: DailyState, src: Sources,
@@ -338,7 +352,7 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
         raise ValueError("no as-of date given")
     out = Path(out_dir) if out_dir is not None else Path(data_dir) / "features"
     src = open_sources(data_dir, con)  # a folder without events is refused before anything is made
-    with locked(out):
+    with locked(out), _unfused():
         return _run_locked(data_dir, src, dates, out, online=online, write_online=write_online,
                            full=full, lookback=lookback, dormant_after=dormant_after, on_done=on_done,
                            on_rebuild=on_rebuild)

@@ -71,6 +71,8 @@ class Sources:
     exposures: ir.Table | None = None
     events_path: Path | None = None
     items_path: Path | None = None
+    users_path: Path | None = None
+    exposures_path: Path | None = None
 
     @property
     def has_category(self) -> bool:
@@ -98,8 +100,8 @@ def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> S
     events = read_table(con, events_path)
     paths = {name: table_path(data_dir, name) for name in ("users", "items", "offers", "exposures")}
     opened = {name: read_table(con, path) if path is not None else None for name, path in paths.items()}
-    return Sources(con, events, EventColumns.of(events), events_path=events_path,
-                   items_path=paths["items"], **opened)
+    return Sources(con, events, EventColumns.of(events), events_path=events_path, items_path=paths["items"],
+                   users_path=paths["users"], exposures_path=paths["exposures"], **opened)
 
 
 def file_stamp(path: Path | None) -> str:

@@ -260,6 +260,31 @@ def test_kept_last_seen_tables_follow_a_changed_items_file(tmp_path: Path) -> No
     assert (fresh["distinct_categories_90d"] != stale["distinct_categories_90d"]).any()
 
 
+def test_new_users_and_exposures_files_are_seen_by_the_next_day(tmp_path: Path) -> None:
+    """A daily run looks up only the new events' users while the users and exposures files are unchanged;
+    a new user exposed to an offer in a changed file, with no events at all, is still counted."""
+    tables = random_world(tmp_path, 6, n_users=50)
+    out = tmp_path / "features"
+    run_job(tmp_path, [AS_OF], out, write_online=False, full=True)
+    later = AS_OF + pd.Timedelta(days=1)
+    run_job(tmp_path, [later], out, write_online=False)  # files unchanged: the short path
+    pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, later)), build_features(tmp_path, later))
+    users = pd.concat([tables["users"], pd.DataFrame({
+        "user_id": ["u_new"], "signup_ts": [AS_OF - pd.Timedelta(days=10)], "channel": ["paid"],
+    }).astype({"signup_ts": "datetime64[us]"})], ignore_index=True)
+    exposures = pd.concat([tables["exposures"], pd.DataFrame({
+        "experiment": ["camp"], "variant": ["coupon"], "unit_id": ["u_new"],
+        "ts": [AS_OF - pd.Timedelta(days=3)],
+    }).astype({"ts": "datetime64[us]"})], ignore_index=True)
+    write_table(users, tmp_path / "users.parquet")
+    write_table(exposures, tmp_path / "exposures.parquet")
+    last = later + pd.Timedelta(days=1)
+    run_job(tmp_path, [last], out, write_online=False)
+    kept = pd.read_parquet(snapshot_path(out, last))
+    pd.testing.assert_frame_equal(kept, build_features(tmp_path, last))
+    assert kept.set_index("user_id").loc["u_new", "offers_exposed"] == 1
+
+
 def test_running_totals_only_roll_forward() -> None:
     import ibis
 
