@@ -53,7 +53,7 @@ def _lit(ts: pd.Timestamp) -> ir.Scalar:
 @contextmanager
 def _unfused() -> Iterator[None]:
     """Compile without fusing nested selects: Ibis compiles the snapshot's deep expression about three
-    times faster (0.5 s -> 0.17 s at 150k users), and DuckDB plans both forms alike."""
+    times faster (0.5 s -> 0.17 s on this machine), and DuckDB plans both forms alike."""
     before = ibis.options.sql.fuse_selects
     ibis.options.sql.fuse_selects = False
     try:
