@@ -10,7 +10,7 @@ the child's own high-water mark), each the median of ``--repeats`` runs:
 * incremental, day on the fly: the day after that, past the data's end, whose events are aggregated on
   the fly and not kept (the job cannot know that day is complete);
 * pandas: the same features, the obvious way (a groupby per window), as of the same day;
-* online copy: writing the snapshot to the embedded SQLite store;
+* online copy: writing the snapshot to the embedded SQLite store, and to Redis when a server answers;
 * a re-run of the next day, every table already kept: what a day costs with no events of its own (the
   snapshot of every user, and the fixed cost of a run);
 * engine floor: three statements that any full rebuild of these features has to run, written by hand
@@ -183,6 +183,28 @@ def pandas_features(data: str | Path, as_of: str | pd.Timestamp) -> pd.DataFrame
     return out.reset_index().sort_values("user_id", ignore_index=True)
 
 
+def _redis_write(snapshot: Path) -> float | None:
+    """Seconds to write the snapshot to the Redis online store (``USEROPS_REDIS_URL``, default the local
+    server), under a prefix of its own that is deleted afterwards; None when no server answers."""
+    import redis
+
+    url = os.environ.get("USEROPS_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        return None
+    prefix = "userops-bench:"
+    try:
+        done = _child(f"RedisStore.from_url({url!r}, prefix={prefix!r}).write(frame)\nextra = {{}}",
+                      f"import pandas as pd\nfrom features.store import RedisStore\n"
+                      f"frame = pd.read_parquet({str(snapshot)!r})")
+    finally:
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+    return round(done["seconds"], 2)
+
+
 def _median(runs: list[dict], key: str = "seconds") -> float:
     return float(np.median([r[key] for r in runs]))
 
@@ -256,6 +278,7 @@ def main(users: int = 150_000, days: int = 365, world: str | None = None, repeat
         online = _child(f"SQLiteStore({str(Path(tmp) / 'online.sqlite')!r}).write(frame)\nextra = {{}}",
                         f"import pandas as pd\nfrom features.store import SQLiteStore\n"
                         f"frame = pd.read_parquet({str(snap)!r})")
+        redis_online = _redis_write(snap)
         ours, theirs = pd.read_parquet(snap), pd.read_parquet(pandas_out)
         agree = _agreement(ours, theirs)
     full_s, pandas_s = _median(full_runs), _median(pandas_runs)
@@ -278,6 +301,7 @@ def main(users: int = 150_000, days: int = 365, world: str | None = None, repeat
         "speedup_vs_pandas_each_pair": [round(p["seconds"] / f["seconds"], 2)
                                         for f, p in zip(full_runs, pandas_runs, strict=True)],
         "online_sqlite_write_seconds": round(online["seconds"], 2),  # not part of the full rebuild figure
+        "online_redis_write_seconds": redis_online,
         "max_abs_difference_vs_pandas": agree,
         "targets": {"events_per_second": 5_000_000, "speedup_vs_pandas": 3.0, "incremental_ratio": 0.2},
     })

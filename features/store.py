@@ -2,7 +2,8 @@
 
 Two stores behind one small interface: :class:`SQLiteStore` (embedded default, one file under the data
 folder, replaced atomically) and :class:`RedisStore` (production: one hash per snapshot, switched to in
-one command). Both give back the snapshot's own column types.
+one command, one JSON document per user: :func:`json_documents`). Both give back the snapshot's own
+column types.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import pandas_dtype
 
 
@@ -37,6 +39,49 @@ def _restore(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
         else:
             frame[col] = frame[col].astype(pandas_dtype(kind))
     return frame
+
+
+def _json_values(column: pa.Array) -> pa.Array:
+    """Each value of ``column`` as JSON text (null for a missing value or NaN).
+
+    Numbers go through Arrow's shortest round-trip formatting, so a float reads back as the same float;
+    text and timestamps (ISO 8601, as ``Timestamp.isoformat``) are written once per distinct value.
+    """
+    kind = column.type
+    if pa.types.is_floating(kind):
+        text = pc.cast(column, pa.string())
+        # a whole number gets its ".0" back, so it reads as a float again (-0.0 included)
+        whole = pc.match_substring_regex(text, r"^-?[0-9]+$")
+        text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
+        text = pc.if_else(pc.is_nan(column), pa.scalar(None, pa.string()), text)
+    elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        text = pc.cast(column, pa.string())
+    else:
+        coded = pc.dictionary_encode(column)
+        values = coded.dictionary.to_pylist()
+        if pa.types.is_timestamp(kind):
+            values = [pd.Timestamp(v).isoformat() for v in values]
+        quoted = pa.array([json.dumps(v) for v in values], pa.string())
+        text = quoted.take(coded.indices)
+    return pc.fill_null(text, "null")
+
+
+def json_documents(snapshot: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The snapshot as one JSON object per row, built a column at a time (no Python loop over rows).
+
+    Returns:
+        The ``user_id`` of each row, and its document (``{"user_id": ..., "as_of": ..., ...}``).
+    """
+    table = pa.Table.from_pandas(snapshot, preserve_index=False)  # NaN and None become nulls
+    pieces: list[pa.Array | str] = []
+    for i, (name, col) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        pieces += [("{" if i == 0 else ",") + json.dumps(name) + ":", _json_values(col.combine_chunks())]
+    docs = pc.binary_join_element_wise(*pieces, "}", "")  # the last argument is the separator
+    return [str(u) for u in snapshot["user_id"].tolist()], docs.to_pylist()
+
+
+def _from_documents(docs: list[str | bytes], dtypes: dict[str, str]) -> pd.DataFrame:
+    return _restore(pd.DataFrame([json.loads(d) for d in docs], columns=list(dtypes)), dtypes)
 
 
 def _quote(name: str) -> str:
@@ -141,16 +186,6 @@ class SQLiteStore(OnlineStore):
         return pd.Timestamp(value) if value else None
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
-
-
 class RedisStore(OnlineStore):
     """Each snapshot is one Redis hash (user id -> JSON document) under ``<prefix>snapshot:<generation>``;
     ``<prefix>meta`` names the generation being served.
@@ -185,16 +220,12 @@ class RedisStore(OnlineStore):
         return f"{self.prefix}snapshot:{generation}"
 
     def write(self, snapshot: pd.DataFrame) -> int:
-        columns = list(snapshot.columns)
-        records = snapshot.astype(object).to_numpy()
+        ids, docs = json_documents(snapshot)
         generation = uuid.uuid4().hex
         key = self._snapshot_key(generation)
         unfinished = max(3600, self.grace)  # a half-written snapshot goes by itself
-        for lo in range(0, len(records), self.batch):
-            fields = {}
-            for row in records[lo:lo + self.batch]:
-                doc = {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
-                fields[str(doc["user_id"])] = json.dumps(doc, separators=(",", ":"))
+        for lo in range(0, len(ids), self.batch):
+            fields = dict(zip(ids[lo:lo + self.batch], docs[lo:lo + self.batch], strict=True))
             pipe = self.client.pipeline(transaction=False)
             pipe.hset(key, mapping=fields)
             pipe.expire(key, unfinished)
@@ -203,7 +234,7 @@ class RedisStore(OnlineStore):
         meta = json.dumps({"dtypes": _dtypes(snapshot), "as_of": as_of, "generation": generation})
         old = self._meta()
         pipe = self.client.pipeline(transaction=True)  # switch to the new snapshot, keep it
-        if len(records):
+        if ids:
             pipe.persist(key)
         pipe.set(f"{self.prefix}meta", meta)
         pipe.execute()
@@ -221,8 +252,7 @@ class RedisStore(OnlineStore):
             raise FileNotFoundError(f"redis {self.prefix}: no online features yet; run `userops features`")
         ids = [str(u) for u in user_ids]
         docs = self.client.hmget(self._snapshot_key(meta["generation"]), ids) if ids else []
-        rows = [json.loads(d) for d in docs if d is not None]
-        return _restore(pd.DataFrame(rows, columns=list(meta["dtypes"])), meta["dtypes"])
+        return _from_documents([d for d in docs if d is not None], meta["dtypes"])
 
     def as_of(self) -> pd.Timestamp | None:
         meta = self._meta()
