@@ -79,7 +79,7 @@ FLOOR_SQL = {
                max(day) FILTER (WHERE purchases > 0) AS last_purchase_day
         FROM per_user_day_session GROUP BY user_id""",
 }
-"""What the engine alone needs for the two unavoidable passes over the events (see the module docstring)."""
+"""Three statements any full rebuild of these features runs, written by hand (see the module docstring)."""
 
 
 def engine_floor(events: str, as_of: pd.Timestamp) -> dict[str, float]:
