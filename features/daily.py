@@ -182,11 +182,12 @@ class DailyStore:
             items = rows.select(key=rows.item_id).union(items)
         # everyone the features may meet gets a code, exposed users without events included
         sides = f"{file_stamp(src.users_path)}|{file_stamp(src.exposures_path)}"
-        if src.users is not None and sides != state.coded_sides:
-            users = users.union(src.users.select(key=src.users.user_id.cast("string")))
-        if src.exposures is not None and sides != state.coded_sides:
-            users = users.union(src.exposures.select(key=src.exposures.unit_id.cast("string")))
-        state.coded_sides = sides
+        if sides != state.coded_sides:  # new or changed since their ids got codes
+            if src.users is not None:
+                users = users.union(src.users.select(key=src.users.user_id.cast("string")))
+            if src.exposures is not None:
+                users = users.union(src.exposures.select(key=src.exposures.unit_id.cast("string")))
+            state.coded_sides = sides
         state.users = self._extend_codes(con, state.users, users, "user", tag)
         state.item_codes = self._extend_codes(con, state.item_codes, items, "item", tag)
         if not done:

@@ -151,6 +151,7 @@ def snapshot_table(expr: ir.Table) -> pa.Table:
     return table.take(pc.sort_indices(table["user_id"]))
 
 
+@_unfused()
 def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
                    con: ibis.BaseBackend | None = None, daily_dir: str | Path | None = None,
                    lookback: int = 90, dormant_after: int = 45) -> pd.DataFrame:
@@ -172,18 +173,17 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
     src = open_sources(data_dir, con)
     ts = as_of_timestamp(as_of)
     daily = rows = codes = totals = seen = None
-    with _unfused():
-        if daily_dir is not None:
-            store = DailyStore(daily_dir)
-            state = store.state()
-            usable = state is not None and state.version == VERSION and state.codes_until != ""
-            if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
-                daily, rows, codes = _kept(store, state, src, ts)
-                totals = _totals(store, state, src, daily, ts, keep=False)
-                seen = _seen(store, state, src, rows, ts, keep=False)
-        expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                             dormant_after=dormant_after, totals=totals, seen=seen)
-        return snapshot_table(expr).to_pandas()
+    if daily_dir is not None:
+        store = DailyStore(daily_dir)
+        state = store.state()
+        usable = state is not None and state.version == VERSION and state.codes_until != ""
+        if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
+            daily, rows, codes = _kept(store, state, src, ts)
+            totals = _totals(store, state, src, daily, ts, keep=False)
+            seen = _seen(store, state, src, rows, ts, keep=False)
+    expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
+                         dormant_after=dormant_after, totals=totals, seen=seen)
+    return snapshot_table(expr).to_pandas()
 
 
 def _kept(store: DailyStore, state: DailyState, src: Sources,
@@ -352,12 +352,13 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
         raise ValueError("no as-of date given")
     out = Path(out_dir) if out_dir is not None else Path(data_dir) / "features"
     src = open_sources(data_dir, con)  # a folder without events is refused before anything is made
-    with locked(out), _unfused():
+    with locked(out):
         return _run_locked(data_dir, src, dates, out, online=online, write_online=write_online,
                            full=full, lookback=lookback, dormant_after=dormant_after, on_done=on_done,
                            on_rebuild=on_rebuild)
 
 
+@_unfused()
 def _run_locked(data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], out: Path, *,
                 online: OnlineStore | None, write_online: bool, full: bool, lookback: int, dormant_after: int,
                 on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None,
