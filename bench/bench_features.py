@@ -91,8 +91,11 @@ def engine_floor(events: str, as_of: pd.Timestamp) -> dict[str, float]:
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")
     start, day = as_of - pd.Timedelta(days=90), (as_of - pd.Timestamp("1970-01-01")).days
-    sums = ", ".join(f"sum({m}) FILTER (WHERE day >= {day - w}) AS {m}_{w}d"
-                     for m in ("events", "purchases", "refunds", "spend_e4") for w in (7, 30, 60, 90, 180))
+    sums = ", ".join(
+        f"sum({m}) FILTER (WHERE day >= {day - w}) AS {m}_{w}d"
+        for m in ("events", "purchases", "refunds", "spend_e4")
+        for w in (7, 30, 60, 90, 180)
+    )
     sums += f", count(*) FILTER (WHERE events > 0 AND day >= {day - 30}) AS active_days_30d"
     out = {}
     for name, sql in FLOOR_SQL.items():
@@ -106,8 +109,9 @@ def engine_floor(events: str, as_of: pd.Timestamp) -> dict[str, float]:
 def pandas_features(data: str | Path, as_of: str | pd.Timestamp) -> pd.DataFrame:
     """The snapshot's behavioural features, written the obvious pandas way (the comparison, not product)."""
     data, as_of = Path(data), pd.Timestamp(as_of)
-    ev = pd.read_parquet(data / "events.parquet", columns=["user_id", "ts", "event_type", "item_id", "amount",
-                                                           "session_id"])
+    ev = pd.read_parquet(
+        data / "events.parquet", columns=["user_id", "ts", "event_type", "item_id", "amount", "session_id"]
+    )
     ev = ev[ev["ts"] < as_of]
     users = pd.read_parquet(data / "users.parquet")
     users = users[users["signup_ts"] < as_of].set_index("user_id")
@@ -156,8 +160,9 @@ def pandas_features(data: str | Path, as_of: str | pd.Timestamp) -> pd.DataFrame
     touched = a90[a90["item_id"].notna()].merge(items[["item_id", "category"]], on="item_id", how="left")
     out["distinct_items_90d"] = touched.groupby("user_id")["item_id"].nunique()
     out["distinct_categories_90d"] = touched.groupby("user_id")["category"].nunique()
-    out[["distinct_items_90d", "distinct_categories_90d"]] = out[["distinct_items_90d",
-                                                                  "distinct_categories_90d"]].fillna(0)
+    out[["distinct_items_90d", "distinct_categories_90d"]] = out[
+        ["distinct_items_90d", "distinct_categories_90d"]
+    ].fillna(0)
     x = pd.read_parquet(data / "exposures.parquet")
     offers = pd.read_parquet(data / "offers.parquet")["offer_id"]
     x = x[x["variant"].isin(offers) & (x["ts"] < as_of)].reset_index(drop=True)
@@ -176,10 +181,16 @@ def pandas_features(data: str | Path, as_of: str | pd.Timestamp) -> pd.DataFrame
     out["rfm_m"] = 1 + (5 * (out["spend_180d"].round(2).rank(method="min") - 1) // n).astype(int)
     since = out["days_since_last_event"]
     out["lifecycle_stage"] = np.select(
-        [out["tenure_days"] <= 30, since.isna() | (since > 90), since > 45,
-         (out["purchase_overdue_ratio"].fillna(0) > 2) | (out["activity_trend_30d"].fillna(0) <= -0.5),
-         (out["rfm_r"] >= 4) & (out["rfm_f"] >= 4) & (out["rfm_m"] >= 4)],
-        ["new", "churned", "dormant", "at_risk", "core"], "active")
+        [
+            out["tenure_days"] <= 30,
+            since.isna() | (since > 90),
+            since > 45,
+            (out["purchase_overdue_ratio"].fillna(0) > 2) | (out["activity_trend_30d"].fillna(0) <= -0.5),
+            (out["rfm_r"] >= 4) & (out["rfm_f"] >= 4) & (out["rfm_m"] >= 4),
+        ],
+        ["new", "churned", "dormant", "at_risk", "core"],
+        "active",
+    )
     return out.reset_index().sort_values("user_id", ignore_index=True)
 
 
@@ -196,9 +207,11 @@ def _redis_write(snapshot: Path) -> float | None:
         return None
     prefix = "userops-bench:"
     try:
-        done = _child(f"RedisStore.from_url({url!r}, prefix={prefix!r}).write(frame)\nextra = {{}}",
-                      f"import pandas as pd\nfrom features.store import RedisStore\n"
-                      f"frame = pd.read_parquet({str(snapshot)!r})")
+        done = _child(
+            f"RedisStore.from_url({url!r}, prefix={prefix!r}).write(frame)\nextra = {{}}",
+            f"import pandas as pd\nfrom features.store import RedisStore\n"
+            f"frame = pd.read_parquet({str(snapshot)!r})",
+        )
     finally:
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
@@ -212,10 +225,12 @@ def _median(runs: list[dict], key: str = "seconds") -> float:
 def _figures(runs: list[dict], full_seconds: float | None = None) -> dict[str, object]:
     """Median seconds (and wall time, peak memory) of repeated runs, every run's seconds, the ratio to
     the full rebuild's median."""
-    out: dict[str, object] = {"seconds": round(_median(runs), 2),
-                              "runs": [round(r["seconds"], 2) for r in runs],
-                              "wall_seconds_with_start_up": round(_median(runs, "wall_seconds"), 2),
-                              "peak_memory_mib": round(max(r["peak_mib"] for r in runs))}
+    out: dict[str, object] = {
+        "seconds": round(_median(runs), 2),
+        "runs": [round(r["seconds"], 2) for r in runs],
+        "wall_seconds_with_start_up": round(_median(runs, "wall_seconds"), 2),
+        "peak_memory_mib": round(max(r["peak_mib"] for r in runs)),
+    }
     if full_seconds is not None:
         out["ratio_to_full"] = round(_median(runs) / full_seconds, 3)
     return out
@@ -238,8 +253,10 @@ def main(users: int = 150_000, days: int = 365, world: str | None = None, repeat
         sim = {"seconds": float("nan")}
         if not (data / "events.parquet").exists():
             config = f"WorldConfig(n_users={users}, days={days}, seed=1)"
-            sim = _child(f"extra = simulate({config}, {str(data)!r})",
-                         "from features.simulate import WorldConfig, simulate")
+            sim = _child(
+                f"extra = simulate({config}, {str(data)!r})",
+                "from features.simulate import WorldConfig, simulate",
+            )
         start = pd.Timestamp("2025-01-01")
         as_of, nxt, after = (start + pd.Timedelta(days=days + k) for k in (-2, -1, 0))
         ts = pd.read_parquet(data / "events.parquet", columns=["ts"])["ts"]
@@ -248,16 +265,23 @@ def main(users: int = 150_000, days: int = 365, world: str | None = None, repeat
         job = "import ibis.backends.duckdb\nfrom features.job import run_job"  # imports are not timed
 
         def run(day: pd.Timestamp, full: bool = False) -> dict:
-            return _child(f"run_job({str(data)!r}, [{str(day.date())!r}], {str(out)!r}, "
-                          f"write_online=False, full={full})\nextra = {{}}", job)
+            return _child(
+                f"run_job({str(data)!r}, [{str(day.date())!r}], {str(out)!r}, "
+                f"write_online=False, full={full})\nextra = {{}}",
+                job,
+            )
 
         pandas_out = Path(tmp) / "pandas.parquet"
         full_runs, pandas_runs = [], []
         for _ in range(repeats):
             full_runs.append(run(as_of, full=True))
-            pandas_runs.append(_child(f"frame = pandas_features({str(data)!r}, {str(as_of.date())!r})\n"
-                                      f"extra = {{}}\nframe.to_parquet({str(pandas_out)!r})",
-                                      "from bench_features import pandas_features"))
+            pandas_runs.append(
+                _child(
+                    f"frame = pandas_features({str(data)!r}, {str(as_of.date())!r})\n"
+                    f"extra = {{}}\nframe.to_parquet({str(pandas_out)!r})",
+                    "from bench_features import pandas_features",
+                )
+            )
         built, next_kept = Path(tmp) / "built", Path(tmp) / "next_kept"
         shutil.copytree(out, built)
         incr_runs = []
@@ -271,40 +295,56 @@ def main(users: int = 150_000, days: int = 365, world: str | None = None, repeat
             _restore(next_kept, out)
             fly_runs.append(run(after))
         events = str(data / "events.parquet")
-        floor_runs = [_child(f"extra = engine_floor({events!r}, pd.Timestamp({str(as_of)!r}))",
-                             "import pandas as pd\nfrom bench_features import engine_floor")
-                      for _ in range(repeats)]
+        floor_runs = [
+            _child(
+                f"extra = engine_floor({events!r}, pd.Timestamp({str(as_of)!r}))",
+                "import pandas as pd\nfrom bench_features import engine_floor",
+            )
+            for _ in range(repeats)
+        ]
         snap = out / f"as_of={as_of.date()}.parquet"
-        online = _child(f"SQLiteStore({str(Path(tmp) / 'online.sqlite')!r}).write(frame)\nextra = {{}}",
-                        f"import pandas as pd\nfrom features.store import SQLiteStore\n"
-                        f"frame = pd.read_parquet({str(snap)!r})")
+        online = _child(
+            f"SQLiteStore({str(Path(tmp) / 'online.sqlite')!r}).write(frame)\nextra = {{}}",
+            f"import pandas as pd\nfrom features.store import SQLiteStore\n"
+            f"frame = pd.read_parquet({str(snap)!r})",
+        )
         redis_online = _redis_write(snap)
         ours, theirs = pd.read_parquet(snap), pd.read_parquet(pandas_out)
         agree = _agreement(ours, theirs)
     full_s, pandas_s = _median(full_runs), _median(pandas_runs)
     floor = {k: round(_median(floor_runs, k), 2) for k in FLOOR_SQL}
     floor_s = sum(floor.values())
-    record("features", {
-        "users": users, "days": days, "events_in_history": n_full, "events_next_day": n_day,
-        "repeats": repeats,
-        "simulate_seconds": round(sim["seconds"], 1) if sim["seconds"] == sim["seconds"] else None,
-        "world_reused": world is not None and sim["seconds"] != sim["seconds"],
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-        "full_rebuild": {**_figures(full_runs), "events_per_second": round(n_full / full_s)},
-        "incremental_next_day": _figures(incr_runs, full_s),
-        "incremental_day_on_the_fly": _figures(fly_runs, full_s),
-        "rerun_next_day_all_kept": _figures(again_runs, full_s),
-        "engine_floor_full_rebuild": {**floor, "seconds": round(floor_s, 2),
-                                      "events_per_second_at_most": round(n_full / floor_s)},
-        "pandas": {**_figures(pandas_runs), "events_per_second": round(n_full / pandas_s)},
-        "speedup_vs_pandas": round(pandas_s / full_s, 2),
-        "speedup_vs_pandas_each_pair": [round(p["seconds"] / f["seconds"], 2)
-                                        for f, p in zip(full_runs, pandas_runs, strict=True)],
-        "online_sqlite_write_seconds": round(online["seconds"], 2),  # not part of the full rebuild figure
-        "online_redis_write_seconds": redis_online,
-        "max_abs_difference_vs_pandas": agree,
-        "targets": {"events_per_second": 5_000_000, "speedup_vs_pandas": 3.0, "incremental_ratio": 0.2},
-    })
+    record(
+        "features",
+        {
+            "users": users,
+            "days": days,
+            "events_in_history": n_full,
+            "events_next_day": n_day,
+            "repeats": repeats,
+            "simulate_seconds": round(sim["seconds"], 1) if sim["seconds"] == sim["seconds"] else None,
+            "world_reused": world is not None and sim["seconds"] != sim["seconds"],
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            "full_rebuild": {**_figures(full_runs), "events_per_second": round(n_full / full_s)},
+            "incremental_next_day": _figures(incr_runs, full_s),
+            "incremental_day_on_the_fly": _figures(fly_runs, full_s),
+            "rerun_next_day_all_kept": _figures(again_runs, full_s),
+            "engine_floor_full_rebuild": {
+                **floor,
+                "seconds": round(floor_s, 2),
+                "events_per_second_at_most": round(n_full / floor_s),
+            },
+            "pandas": {**_figures(pandas_runs), "events_per_second": round(n_full / pandas_s)},
+            "speedup_vs_pandas": round(pandas_s / full_s, 2),
+            "speedup_vs_pandas_each_pair": [
+                round(p["seconds"] / f["seconds"], 2) for f, p in zip(full_runs, pandas_runs, strict=True)
+            ],
+            "online_sqlite_write_seconds": round(online["seconds"], 2),  # not part of the full rebuild figure
+            "online_redis_write_seconds": redis_online,
+            "max_abs_difference_vs_pandas": agree,
+            "targets": {"events_per_second": 5_000_000, "speedup_vs_pandas": 3.0, "incremental_ratio": 0.2},
+        },
+    )
 
 
 def _agreement(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict[str, float]:

@@ -57,8 +57,12 @@ def main(users: int = 100_000, days: int = 365) -> None:
         _say("simulated", t0)
         as_of = date.fromisoformat(cfg.start) + timedelta(days=days - 30)
         # the simulator writes contract-valid tables: read them directly (load_table re-validates 10M rows)
-        world = World(pd.read_parquet(f"{tmp}/events.parquet"), pd.read_parquet(f"{tmp}/users.parquet"),
-                      pd.read_parquet(f"{tmp}/items.parquet"), None)
+        world = World(
+            pd.read_parquet(f"{tmp}/events.parquet"),
+            pd.read_parquet(f"{tmp}/users.parquet"),
+            pd.read_parquet(f"{tmp}/items.parquet"),
+            None,
+        )
         weights = InteractionWeights()
         inter = build_interactions(world.events, weights=weights, end=as_of)
         _say("interactions built", t0)
@@ -96,18 +100,34 @@ def main(users: int = 100_000, days: int = 365) -> None:
         started = time.perf_counter()
         floor.recommend(rows, inter.matrix[rows], N=10, filter_already_liked_items=True)
         implicit_seconds = time.perf_counter() - started
-    record("recommend", {
-        "world": {"users": users, "days": days, "items": len(rec.item_ids), "train_users": len(all_users),
-                  "matrix_nnz": int(inter.matrix.nnz), "model": "ALS, 64 factors"},
-        "als_fit_seconds": round(fit_seconds, 1),
-        "single_user_top10_median_ms": {
-            "known": round(single, 3), "known_with_category_filter": round(single_filters, 3),
-            "after_realtime_update": round(after_update, 3), "unknown_fallback": round(unknown, 3)},
-        "batch_top10": {"users": len(all_users), "seconds": round(batch_seconds, 2),
-                        "seconds_with_dataframe": round(frame_seconds, 2), "rows": len(frame),
-                        "implicit_recommend_floor_seconds": round(implicit_seconds, 2)},
-        "targets": {"single_user_top10_median_ms": 1.0},
-    })
+    record(
+        "recommend",
+        {
+            "world": {
+                "users": users,
+                "days": days,
+                "items": len(rec.item_ids),
+                "train_users": len(all_users),
+                "matrix_nnz": int(inter.matrix.nnz),
+                "model": "ALS, 64 factors",
+            },
+            "als_fit_seconds": round(fit_seconds, 1),
+            "single_user_top10_median_ms": {
+                "known": round(single, 3),
+                "known_with_category_filter": round(single_filters, 3),
+                "after_realtime_update": round(after_update, 3),
+                "unknown_fallback": round(unknown, 3),
+            },
+            "batch_top10": {
+                "users": len(all_users),
+                "seconds": round(batch_seconds, 2),
+                "seconds_with_dataframe": round(frame_seconds, 2),
+                "rows": len(frame),
+                "implicit_recommend_floor_seconds": round(implicit_seconds, 2),
+            },
+            "targets": {"single_user_top10_median_ms": 1.0},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -115,8 +115,9 @@ class DailyStore:
     def _read(self, con: ibis.BaseBackend, parts: list[str]) -> ir.Table:
         return read_table(con, [self.root / p for p in parts])
 
-    def _extend_codes(self, con: ibis.BaseBackend, parts: list[str], candidates: ir.Table, kind: str,
-                      tag: str) -> list[str]:
+    def _extend_codes(
+        self, con: ibis.BaseBackend, parts: list[str], candidates: ir.Table, kind: str, tag: str
+    ) -> list[str]:
         """Give every new id among ``candidates.key`` the next free integer code; return the parts."""
         key, code = f"code_{kind}", {"user": "uid", "item": "iid"}[kind]
         new = candidates.filter(candidates.key.notnull()).select(key=candidates.key.cast("string")).distinct()
@@ -125,14 +126,24 @@ class DailyStore:
             old = self._read(con, parts)
             new = new.anti_join(old, new.key == old[key])
             offset = int(old[code].max().execute() or 0)
-        coded = temp_table(con, new.select(
-            **{key: new.key, code: (offset + 1 + ibis.dense_rank().over(order_by=new.key)).cast("int64")}))
+        coded = temp_table(
+            con,
+            new.select(
+                **{key: new.key, code: (offset + 1 + ibis.dense_rank().over(order_by=new.key)).cast("int64")}
+            ),
+        )
         if parts and coded.count().execute() == 0:
             return parts  # (the first part is written even when empty: the table exists, with its types)
         return [*parts, self._write(con, coded, f"{kind}codes-{tag}-{uuid.uuid4().hex[:8]}.parquet")]
 
-    def update(self, src: Sources, until: pd.Timestamp, *, codes_until: pd.Timestamp | None = None,
-               full: bool = False) -> DailyState:
+    def update(
+        self,
+        src: Sources,
+        until: pd.Timestamp,
+        *,
+        codes_until: pd.Timestamp | None = None,
+        full: bool = False,
+    ) -> DailyState:
         """Make the aggregate cover every day before ``until``, aggregating only days not kept yet.
 
         Args:
@@ -152,8 +163,11 @@ class DailyStore:
         if state is not None and not full:
             if state.events != source or state.version != VERSION:
                 self.rebuilt = "another events file or layout"
-            elif state.until and state.events_stat != file_stamp(src.events_path) \
-                    and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until)):
+            elif (
+                state.until
+                and state.events_stat != file_stamp(src.events_path)
+                and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until))
+            ):
                 self.rebuilt = f"events before {state.until} changed since they were aggregated"
         if self.rebuilt:
             if self.root.exists():
@@ -162,8 +176,9 @@ class DailyStore:
         self.root.mkdir(parents=True, exist_ok=True)
         if state is None:
             items_from = until - pd.Timedelta(days=DISTINCT_WINDOW)
-            state = DailyState(until="", items_from=items_from.strftime("%Y-%m-%d"), events=source,
-                               version=VERSION)
+            state = DailyState(
+                until="", items_from=items_from.strftime("%Y-%m-%d"), events=source, version=VERSION
+            )
         start = as_of_timestamp(state.until) if state.until else None
         done = start is not None and start >= until
         con = src.con
@@ -193,8 +208,9 @@ class DailyStore:
         if not done:
             ucodes, icodes = self._read(con, state.users), self._read(con, state.item_codes)
             coded = agg.join(ucodes, agg.user_id == ucodes.code_user)
-            coded = temp_table(con, coded.select(coded.uid.name("user_id"),
-                                                 *[c for c in agg.columns if c != "user_id"]))
+            coded = temp_table(
+                con, coded.select(coded.uid.name("user_id"), *[c for c in agg.columns if c != "user_id"])
+            )
             r = rows.join(ucodes, rows.user_id == ucodes.code_user)
             r = r.join(icodes, r.item_id == icodes.code_item)
             r = temp_table(con, r.select(user_id=r.uid, day=r.day, item_id=r.iid))
@@ -205,8 +221,11 @@ class DailyStore:
             # the kept days' fingerprint was checked above (or they are new): add the new days'
             state.fingerprint = _fingerprint(src, until, start, state.fingerprint if start else "")
             # a fresh build's tables stay in the backend's memory: reading them back costs a second
-            self._memory = {"con": con, "activity": (list(state.activity), coded),
-                            "items": (list(state.items), r)} if fresh else {}
+            self._memory = (
+                {"con": con, "activity": (list(state.activity), coded), "items": (list(state.items), r)}
+                if fresh
+                else {}
+            )
         state.codes_until = codes_until.strftime("%Y-%m-%d")
         state.events_stat = file_stamp(src.events_path)
         merged = self._merge(con, state, until)
@@ -219,8 +238,12 @@ class DailyStore:
         """Merge each kept table that has grown past ``MAX_PARTS`` parts into one (each update adds a
         part, and every read opens them all); return the parts merged away."""
         gone: list[str] = []
-        tables = (("activity", "activity", ["day", "user_id"]), ("items", "items", ["day", "user_id"]),
-                  ("users", "usercodes", ["uid"]), ("item_codes", "itemcodes", ["iid"]))
+        tables = (
+            ("activity", "activity", ["day", "user_id"]),
+            ("items", "items", ["day", "user_id"]),
+            ("users", "usercodes", ["uid"]),
+            ("item_codes", "itemcodes", ["iid"]),
+        )
         for attr, kind, order in tables:
             parts = getattr(state, attr)
             if len(parts) <= MAX_PARTS:
@@ -244,8 +267,9 @@ class DailyStore:
             return None
         return self._read(con, [state.totals]), as_of_timestamp(state.totals_as_of)
 
-    def keep_totals(self, con: ibis.BaseBackend, state: DailyState, totals: ir.Table,
-                    as_of: pd.Timestamp) -> None:
+    def keep_totals(
+        self, con: ibis.BaseBackend, state: DailyState, totals: ir.Table, as_of: pd.Timestamp
+    ) -> None:
         """Keep ``totals`` (as of ``as_of``) so a later day's roll on from them."""
         old = state.totals
         state.totals = self._write(con, totals, f"totals-{_stamp(as_of)}-{uuid.uuid4().hex[:8]}.parquet")
@@ -254,8 +278,9 @@ class DailyStore:
         if old and old != state.totals:
             _remove(self.root / old)
 
-    def seen(self, con: ibis.BaseBackend, state: DailyState,
-             stamp: str) -> tuple[ir.Table, ir.Table | None, pd.Timestamp] | None:
+    def seen(
+        self, con: ibis.BaseBackend, state: DailyState, stamp: str
+    ) -> tuple[ir.Table, ir.Table | None, pd.Timestamp] | None:
         """The kept last-seen tables (items, categories or None) and their as-of date, if any were kept
         from the same items file (``stamp``)."""
         if not state.seen_items or state.seen_stamp != stamp or not (self.root / state.seen_items).exists():
@@ -263,14 +288,22 @@ class DailyStore:
         cats = self._read(con, [state.seen_categories]) if state.seen_categories else None
         return self._read(con, [state.seen_items]), cats, as_of_timestamp(state.seen_as_of)
 
-    def keep_seen(self, con: ibis.BaseBackend, state: DailyState, items: ir.Table,
-                  categories: ir.Table | None, as_of: pd.Timestamp, stamp: str) -> None:
+    def keep_seen(
+        self,
+        con: ibis.BaseBackend,
+        state: DailyState,
+        items: ir.Table,
+        categories: ir.Table | None,
+        as_of: pd.Timestamp,
+        stamp: str,
+    ) -> None:
         """Keep the last-seen tables as of ``as_of`` so a later day's roll on from them."""
         old = [state.seen_items, state.seen_categories]
         tag = f"{_stamp(as_of)}-{uuid.uuid4().hex[:8]}"
         state.seen_items = self._write(con, items, f"seen-items-{tag}.parquet")
-        state.seen_categories = (self._write(con, categories, f"seen-categories-{tag}.parquet")
-                                 if categories is not None else "")
+        state.seen_categories = (
+            self._write(con, categories, f"seen-categories-{tag}.parquet") if categories is not None else ""
+        )
         state.seen_as_of, state.seen_stamp = as_of.strftime("%Y-%m-%d"), stamp
         self._save(state)
         for name in old:
@@ -286,8 +319,11 @@ class DailyStore:
     def in_memory(self, con: ibis.BaseBackend, state: DailyState) -> bool:
         """Whether the kept tables of ``state`` are already materialized on ``con`` (just built)."""
         memory = self._memory
-        return memory.get("con") is con and memory["activity"][0] == state.activity \
+        return (
+            memory.get("con") is con
+            and memory["activity"][0] == state.activity
             and memory["items"][0] == state.items
+        )
 
     def activity(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
         """The kept daily activity table (``user_id`` holds the user's integer code)."""
@@ -314,8 +350,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fingerprint(src: Sources, until: pd.Timestamp, start: pd.Timestamp | None = None,
-                 before: str = "") -> str:
+def _fingerprint(
+    src: Sources, until: pd.Timestamp, start: pd.Timestamp | None = None, before: str = ""
+) -> str:
     """Count and summed epoch seconds of the events in ``[start, until)`` (reads the timestamps only),
     added to ``before``, the fingerprint of the events before ``start``."""
     cond = src.events.ts < _lit(until)
@@ -349,8 +386,10 @@ def locked(folder: str | Path) -> Iterator[Path]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise JobBusyError(f"{root}: another feature job is writing this folder (lock {path}); "
-                               "run again when it has finished") from None
+            raise JobBusyError(
+                f"{root}: another feature job is writing this folder (lock {path}); "
+                "run again when it has finished"
+            ) from None
         try:
             yield path
         finally:

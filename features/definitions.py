@@ -136,14 +136,22 @@ def daily_activity(events: ir.Table, has: EventColumns) -> ir.Table:
         spend_e4=_money_units(events.amount, bought) if has.amount else ibis.null("int64"),
     )
     if not has.session_id:
-        return per.select("user_id", "day", "events", "purchases",
-                          orders=(per.purchases > 0).cast("int64"), spend_e4=per.spend_e4,
-                          refunds=per.refunds,
-                          sessions=(per.events > 0).cast("int64"))
+        return per.select(
+            "user_id",
+            "day",
+            "events",
+            "purchases",
+            orders=(per.purchases > 0).cast("int64"),
+            spend_e4=per.spend_e4,
+            refunds=per.refunds,
+            sessions=(per.events > 0).cast("int64"),
+        )
     daily = per.group_by(["user_id", "day"]).aggregate(
-        events=per.events.sum(), purchases=per.purchases.sum(),
+        events=per.events.sum(),
+        purchases=per.purchases.sum(),
         orders=per.session_id.count(where=per.purchases > 0),
-        spend_e4=per.spend_e4.sum(), refunds=per.refunds.sum(),
+        spend_e4=per.spend_e4.sum(),
+        refunds=per.refunds.sum(),
         sessions=per.session_id.count(where=per.events > 0),
     )
     return daily.select("user_id", "day", "events", "purchases", "orders", "spend_e4", "refunds", "sessions")
@@ -196,6 +204,7 @@ def _sum_columns() -> list[tuple[str, str, int]]:
 
 def _window_family(measure: str, doc: str) -> None:
     for n in WINDOWS:
+
         def fn(t: ir.Table, day: int, n: int = n) -> ir.Value:
             return t[total_column(measure, n)]
 
@@ -248,9 +257,17 @@ def _spend_prior_30d(t: ir.Table, day: int) -> ir.Value:
 
 
 COUNTS: tuple[str, ...] = tuple(
-    [f"events_{n}d" for n in WINDOWS] + [f"orders_{n}d" for n in WINDOWS]
-    + ["active_days_30d", "active_days_90d", "orders_total", "_sessions_90d", "_purchases_total",
-       "_refunds_total", "_events_prior_30d"]
+    [f"events_{n}d" for n in WINDOWS]
+    + [f"orders_{n}d" for n in WINDOWS]
+    + [
+        "active_days_30d",
+        "active_days_90d",
+        "orders_total",
+        "_sessions_90d",
+        "_purchases_total",
+        "_refunds_total",
+        "_events_prior_30d",
+    ]
 )
 """Reductions that are 0, not null, for a user with nothing to count."""
 SPENDS: tuple[str, ...] = tuple([f"spend_{n}d" for n in WINDOWS] + ["spend_total", "_spend_prior_30d"])
@@ -303,7 +320,7 @@ OTHER_DOCS = {
     "tenure_days": "Days since the user signed up (1 = signed up yesterday).",
     "purchase_gap_mean_days": "Mean days between consecutive purchase days; null before the second one.",
     "purchase_gap_std_days": "Spread (sample std) of the days between purchases; null before the third "
-                             "purchase day.",
+    "purchase day.",
     "distinct_items_90d": f"Distinct items viewed, carted or bought in the last {DISTINCT_WINDOW} days.",
     "distinct_categories_90d": f"Distinct item categories touched in the last {DISTINCT_WINDOW} days.",
     "offers_exposed": "Offers shown to the user so far (exposures to an offer variant).",
@@ -372,8 +389,14 @@ def distinct_touched(items_seen: ir.Table, categories_seen: ir.Table | None) -> 
     return out.mutate(distinct_categories_90d=out.distinct_categories_90d.fill_null(0))
 
 
-def offer_history(exposures: ir.Table, daily: ir.Table, offer_ids: list[str] | None,
-                  as_of: ibis.Scalar, as_of_day: int, codes: ir.Table | None = None) -> ir.Table:
+def offer_history(
+    exposures: ir.Table,
+    daily: ir.Table,
+    offer_ids: list[str] | None,
+    as_of: ibis.Scalar,
+    as_of_day: int,
+    codes: ir.Table | None = None,
+) -> ir.Table:
     """``offers_exposed`` and ``offer_response_rate`` per exposed user.
 
     Args:
@@ -386,9 +409,13 @@ def offer_history(exposures: ir.Table, daily: ir.Table, offer_ids: list[str] | N
     """
     is_offer = exposures.variant.isin(offer_ids) if offer_ids is not None else exposures.variant != "control"
     x = exposures.filter(is_offer & (exposures.ts.cast("timestamp") < as_of))
-    x = x.select(user_id=x.unit_id.cast("string"), experiment=x.experiment.cast("string"),
-                 variant=x.variant.cast("string"), xts=x.ts.cast("timestamp"),
-                 xday=day_number(x.ts.cast("timestamp")))
+    x = x.select(
+        user_id=x.unit_id.cast("string"),
+        experiment=x.experiment.cast("string"),
+        variant=x.variant.cast("string"),
+        xts=x.ts.cast("timestamp"),
+        xday=day_number(x.ts.cast("timestamp")),
+    )
     if codes is not None:
         x = x.join(codes, x.user_id == codes.code_user)
         x = x.select(user_id=x.uid, experiment=x.experiment, variant=x.variant, xts=x.xts, xday=x.xday)
@@ -396,9 +423,11 @@ def offer_history(exposures: ir.Table, daily: ir.Table, offer_ids: list[str] | N
     p = p.select(buyer=p.user_id, pday=p.day)
     joined = x.left_join(p, [x.user_id == p.buyer, p.pday >= x.xday, p.pday < x.xday + OFFER_RESPONSE_DAYS])
     per_exposure = joined.group_by(["user_id", "experiment", "variant", "xts"]).aggregate(
-        answered=(joined.pday.count() > 0).cast("float64"))
+        answered=(joined.pday.count() > 0).cast("float64")
+    )
     return per_exposure.group_by("user_id").aggregate(
-        offers_exposed=per_exposure.count(), offer_response_rate=per_exposure.answered.mean())
+        offers_exposed=per_exposure.count(), offer_response_rate=per_exposure.answered.mean()
+    )
 
 
 # ------------------------------------------------------------------------------------- assembling
@@ -412,8 +441,9 @@ def _gap_sums(p: ir.Table, since: int | None = None) -> ir.Table:
     p = p.mutate(gap=(p.day - p.day.lag().over(group_by="user_id", order_by="day")).cast("int64"))
     if since is not None:
         p = p.filter(p.day >= since)
-    g = p.group_by(_g_user=p.user_id).aggregate(gap_n=p.gap.count(), gap_sum=p.gap.sum(),
-                                                gap_sumsq=(p.gap * p.gap).sum())
+    g = p.group_by(_g_user=p.user_id).aggregate(
+        gap_n=p.gap.count(), gap_sum=p.gap.sum(), gap_sumsq=(p.gap * p.gap).sum()
+    )
     return g.mutate(**{c: g[c].fill_null(0) for c in GAP_SUMS})
 
 
@@ -426,11 +456,15 @@ def totals(daily: ir.Table, as_of_day: int) -> ir.Table:
     table is read off this row, and :func:`roll_totals` moves it to a later day by a few days' rows.
     """
     d = _measures(daily.filter(daily.day < as_of_day))
-    sums = {name: d[m].sum(where=(d.day >= as_of_day - w) if w else None).fill_null(0)
-            for name, m, w in _sum_columns()}
+    sums = {
+        name: d[m].sum(where=(d.day >= as_of_day - w) if w else None).fill_null(0)
+        for name, m, w in _sum_columns()
+    }
     agg = d.group_by("user_id").aggregate(
-        **sums, last_active_day=d.day.max(where=d.events > 0),
-        last_purchase_day=d.day.max(where=d.purchases > 0))
+        **sums,
+        last_active_day=d.day.max(where=d.events > 0),
+        last_purchase_day=d.day.max(where=d.purchases > 0),
+    )
     gaps = _gap_sums(d.filter(d.purchases > 0).select("user_id", "day"))
     out = agg.left_join(gaps, agg.user_id == gaps._g_user)
     return out.select(*agg.columns, **{c: out[c].fill_null(0) for c in GAP_SUMS})
@@ -464,13 +498,16 @@ def roll_totals(kept: ir.Table, kept_day: int, daily: ir.Table, as_of_day: int) 
     d = _measures(daily.filter(moved))
     new = d.day >= kept_day
     # each row's sign in each window: +1 entering it, -1 leaving it, 0 staying in (or out of) it
-    signs = {w: ibis.ifelse(new & (d.day >= as_of_day - w), 1, ibis.ifelse(leaves(d.day, w), -1, 0))
-             for w in windows}
+    signs = {
+        w: ibis.ifelse(new & (d.day >= as_of_day - w), 1, ibis.ifelse(leaves(d.day, w), -1, 0))
+        for w in windows
+    }
     d = d.mutate(**{f"_sign_{w}": sign for w, sign in signs.items()}, _sign_0=new.cast("int64"))
     delta = d.group_by(_d_user=d.user_id).aggregate(
         **{f"_d_{name}": (d[m] * d[f"_sign_{w}"]).sum().fill_null(0) for name, m, w in _sum_columns()},
         _d_last_active=d.day.max(where=new & (d.events > 0)),
-        _d_last_purchase=d.day.max(where=new & (d.purchases > 0)))
+        _d_last_purchase=d.day.max(where=new & (d.purchases > 0)),
+    )
     # the gaps the new purchase days close, the first from the kept last purchase day
     p = d.filter(new & (d.purchases > 0)).select("user_id", "day")
     before = kept.filter(kept.last_purchase_day.notnull())
@@ -489,7 +526,8 @@ def roll_totals(kept: ir.Table, kept_day: int, daily: ir.Table, as_of_day: int) 
         **{name: g[name].fill_null(0) + g[f"_d_{name}"].fill_null(0) for name, _, _ in _sum_columns()},
         last_active_day=newest(g.last_active_day, g._d_last_active),
         last_purchase_day=newest(g.last_purchase_day, g._d_last_purchase),
-        **{c: g[c].fill_null(0) + g[f"_g_{c}"].fill_null(0) for c in GAP_SUMS})
+        **{c: g[c].fill_null(0) + g[f"_g_{c}"].fill_null(0) for c in GAP_SUMS},
+    )
     return out.select(*schema.names).cast(schema)
 
 
@@ -500,12 +538,16 @@ def behaviour(t: ir.Table, as_of_day: int) -> ir.Table:
         t: :func:`totals` as of ``as_of_day`` (or rolled on to it).
         as_of_day: The as-of day.
     """
-    var = (t.gap_n * t.gap_sumsq - t.gap_sum * t.gap_sum).cast("float64") \
-        / (t.gap_n * (t.gap_n - 1)).nullif(0).cast("float64")
+    var = (t.gap_n * t.gap_sumsq - t.gap_sum * t.gap_sum).cast("float64") / (t.gap_n * (t.gap_n - 1)).nullif(
+        0
+    ).cast("float64")
     # integer sums, one division: exact and the same on every backend (a streaming std is not)
-    return t.select("user_id", **{name: fn(t, as_of_day) for name, fn in _REDUCTIONS.items()},
-                    purchase_gap_mean_days=t.gap_sum.cast("float64") / t.gap_n.nullif(0).cast("float64"),
-                    purchase_gap_std_days=var.sqrt())
+    return t.select(
+        "user_id",
+        **{name: fn(t, as_of_day) for name, fn in _REDUCTIONS.items()},
+        purchase_gap_mean_days=t.gap_sum.cast("float64") / t.gap_n.nullif(0).cast("float64"),
+        purchase_gap_std_days=var.sqrt(),
+    )
 
 
 def fill_and_derive(u: ir.Table, has_amount: bool) -> ir.Table:

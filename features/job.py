@@ -41,7 +41,8 @@ FEATURES: tuple[str, ...] = tuple(defs.DOCS) + tuple(SEGMENT_DOCS)
 """Every feature column of a snapshot, in order (user attribute columns follow them)."""
 DOCS: dict[str, str] = {**defs.DOCS, **SEGMENT_DOCS}
 INTEGER_FEATURES: frozenset[str] = frozenset(
-    [c for c in defs.COUNTS if not c.startswith("_")] + ["tenure_days", "rfm_r", "rfm_f", "rfm_m"])
+    [c for c in defs.COUNTS if not c.startswith("_")] + ["tenure_days", "rfm_r", "rfm_f", "rfm_m"]
+)
 """Features that are always defined whole numbers (int64); other numeric features are float64."""
 STRING_FEATURES: frozenset[str] = frozenset(["rfm_segment", "lifecycle_stage"])
 
@@ -74,10 +75,18 @@ def _coded(frame: ir.Table, codes: ir.Table) -> ir.Table:
     return joined.select(joined.uid.name("user_id"), *[c for c in frame.columns if c != "user_id"])
 
 
-def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None = None,
-                  rows: ir.Table | None = None, codes: ir.Table | None = None, lookback: int = 90,
-                  dormant_after: int = 45, totals: ir.Table | None = None,
-                  seen: tuple[ir.Table, ir.Table | None] | None = None) -> ir.Table:
+def feature_table(
+    src: Sources,
+    as_of: pd.Timestamp,
+    *,
+    daily: ir.Table | None = None,
+    rows: ir.Table | None = None,
+    codes: ir.Table | None = None,
+    lookback: int = 90,
+    dormant_after: int = 45,
+    totals: ir.Table | None = None,
+    seen: tuple[ir.Table, ir.Table | None] | None = None,
+) -> ir.Table:
     """The snapshot as an Ibis expression (nothing is executed except reading the offer ids).
 
     Args:
@@ -109,8 +118,10 @@ def feature_table(src: Sources, as_of: pd.Timestamp, *, daily: ir.Table | None =
     u = _attach(pop, defs.behaviour(totals if totals is not None else defs.totals(daily, day), day), key)
     if rows is not None:
         if seen is None:
-            seen = (defs.last_seen(rows, day, "item_id"),
-                    defs.last_seen(rows, day, "category") if src.has_category else None)
+            seen = (
+                defs.last_seen(rows, day, "item_id"),
+                defs.last_seen(rows, day, "category") if src.has_category else None,
+            )
         u = _attach(u, defs.distinct_touched(*seen), key)
         fills = {"distinct_items_90d": u.distinct_items_90d.fill_null(0)}
         if src.has_category:
@@ -152,9 +163,15 @@ def snapshot_table(expr: ir.Table) -> pa.Table:
 
 
 @_unfused()
-def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
-                   con: ibis.BaseBackend | None = None, daily_dir: str | Path | None = None,
-                   lookback: int = 90, dormant_after: int = 45) -> pd.DataFrame:
+def build_features(
+    data_dir: str | Path,
+    as_of: str | dt.date | pd.Timestamp,
+    *,
+    con: ibis.BaseBackend | None = None,
+    daily_dir: str | Path | None = None,
+    lookback: int = 90,
+    dormant_after: int = 45,
+) -> pd.DataFrame:
     """One row per user who signed up before ``as_of``: ``user_id``, ``as_of``, then the features.
 
     Args:
@@ -181,13 +198,23 @@ def build_features(data_dir: str | Path, as_of: str | dt.date | pd.Timestamp, *,
             daily, rows, codes = _kept(store, state, src, ts)
             totals = _totals(store, state, src, daily, ts, keep=False)
             seen = _seen(store, state, src, rows, ts, keep=False)
-    expr = feature_table(src, ts, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                         dormant_after=dormant_after, totals=totals, seen=seen)
+    expr = feature_table(
+        src,
+        ts,
+        daily=daily,
+        rows=rows,
+        codes=codes,
+        lookback=lookback,
+        dormant_after=dormant_after,
+        totals=totals,
+        seen=seen,
+    )
     return snapshot_table(expr).to_pandas()
 
 
-def _kept(store: DailyStore, state: DailyState, src: Sources,
-          as_of: pd.Timestamp) -> tuple[ir.Table, ir.Table | None, ir.Table]:
+def _kept(
+    store: DailyStore, state: DailyState, src: Sources, as_of: pd.Timestamp
+) -> tuple[ir.Table, ir.Table | None, ir.Table]:
     """The kept tables for ``as_of``: daily activity (plus, on the fly, the days between its end and
     ``as_of``), item rows with categories (None when they do not cover the distinct window), user codes."""
     con = src.con
@@ -226,15 +253,21 @@ date; older ones are rebuilt."""
 Tables = tuple[ir.Table, ...]
 
 
-def _on_to(state: DailyState, as_of: pd.Timestamp, kept: tuple[Tables, pd.Timestamp] | None,
-           roll: Callable[[Tables, int, int], Tables], build: Callable[[int], Tables],
-           keep: Callable[[Tables, pd.Timestamp], None] | None) -> Tables:
+def _on_to(
+    state: DailyState,
+    as_of: pd.Timestamp,
+    kept: tuple[Tables, pd.Timestamp] | None,
+    roll: Callable[[Tables, int, int], Tables],
+    build: Callable[[int], Tables],
+    keep: Callable[[Tables, pd.Timestamp], None] | None,
+) -> Tables:
     """Kept per-user tables as of ``as_of``: rolled on from ``kept`` (tables, their day) when those are
     at most ``ROLL_DAYS`` older (``roll(tables, their day, day)``), else built afresh (``build(day)``).
 
     With ``keep``, the tables as of the last kept day (``state.until``) are kept first whenever ``as_of``
     is on or past it, so each day rolls on from the day before, not from an ever older build.
     """
+
     def at(when: pd.Timestamp, base: tuple[Tables, pd.Timestamp] | None) -> Tables:
         day = day_of(when)
         if base is not None and 0 <= day - day_of(base[1]) <= ROLL_DAYS:
@@ -248,22 +281,33 @@ def _on_to(state: DailyState, as_of: pd.Timestamp, kept: tuple[Tables, pd.Timest
     return kept[0] if kept is not None and kept[1] == as_of else at(as_of, kept)
 
 
-def _totals(store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, as_of: pd.Timestamp, *,
-            keep: bool) -> ir.Table:
+def _totals(
+    store: DailyStore, state: DailyState, src: Sources, daily: ir.Table, as_of: pd.Timestamp, *, keep: bool
+) -> ir.Table:
     """``totals(daily, as_of)``, rolled on from the kept totals (cost in proportion to the days' rows
     that enter or leave a window, not the history); see :func:`_on_to`."""
     con = src.con
     found = store.totals(con, state)
     tables = _on_to(
-        state, as_of, ((found[0],), found[1]) if found is not None else None,
+        state,
+        as_of,
+        ((found[0],), found[1]) if found is not None else None,
         lambda t, day0, day: (temp_table(con, defs.roll_totals(t[0], day0, daily, day)),),
         lambda day: (temp_table(con, defs.totals(daily, day)),),
-        (lambda t, day: store.keep_totals(con, state, t[0], day)) if keep else None)
+        (lambda t, day: store.keep_totals(con, state, t[0], day)) if keep else None,
+    )
     return tables[0]
 
 
-def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | None, as_of: pd.Timestamp, *,
-          keep: bool) -> tuple[ir.Table, ir.Table | None] | None:
+def _seen(
+    store: DailyStore,
+    state: DailyState,
+    src: Sources,
+    rows: ir.Table | None,
+    as_of: pd.Timestamp,
+    *,
+    keep: bool,
+) -> tuple[ir.Table, ir.Table | None] | None:
     """``last_seen`` of the item rows as of ``as_of`` (items, and categories when items have them), rolled
     on from the kept tables; see :func:`_on_to`. Tables kept from another items file are not used."""
     if rows is None:
@@ -276,8 +320,10 @@ def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | N
     def roll(kept: Tables, since: int, day: int) -> Tables:
         # the new days' rows, materialized: small, and known to be small when joined to the kept rows
         recent = temp_table(con, rows.filter((rows.day >= since) & (rows.day < day)))
-        return tuple(temp_table(con, defs.roll_last_seen(t, since, recent, day, k))
-                     for t, k in zip(kept, keys, strict=True))
+        return tuple(
+            temp_table(con, defs.roll_last_seen(t, since, recent, day, k))
+            for t, k in zip(kept, keys, strict=True)
+        )
 
     def build(day: int) -> Tables:
         return tuple(temp_table(con, defs.last_seen(rows, day, k)) for k in keys)
@@ -286,7 +332,7 @@ def _seen(store: DailyStore, state: DailyState, src: Sources, rows: ir.Table | N
         store.keep_seen(con, state, tables[0], tables[1] if len(tables) > 1 else None, day, stamp)
 
     # one table per key: (items,) or (items, categories)
-    kept = (found[:len(keys)], found[2]) if found is not None and usable else None
+    kept = (found[: len(keys)], found[2]) if found is not None and usable else None
     tables = _on_to(state, as_of, kept, roll, build, keep_them if keep else None)
     return tables[0], (tables[1] if len(tables) > 1 else None)
 
@@ -296,8 +342,7 @@ def _category_codes(src: Sources, icodes: ir.Table) -> ir.Table:
     and joins and groupings on integers are much cheaper than on the names)."""
     if not (src.has_category and src.items is not None):
         return temp_table(src.con, icodes.select("iid", category=ibis.null("int64")))
-    cats = src.items.select(cat_item=src.items.item_id.cast("string"),
-                            name=src.items.category.cast("string"))
+    cats = src.items.select(cat_item=src.items.item_id.cast("string"), name=src.items.category.cast("string"))
     names = cats.filter(cats.name.notnull()).select("name").distinct()
     # numbered in name order: the same items file gives the same codes, so kept last-seen tables stay valid
     names = names.mutate(category=ibis.row_number().over(order_by=names.name).cast("int64"))
@@ -317,12 +362,20 @@ def snapshot_path(out_dir: str | Path, as_of: pd.Timestamp) -> Path:
     return Path(out_dir) / f"as_of={as_of.strftime('%Y-%m-%d')}.parquet"
 
 
-def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Timestamp],
-            out_dir: str | Path | None = None, *, con: ibis.BaseBackend | None = None,
-            online: OnlineStore | None = None, write_online: bool = True, full: bool = False,
-            lookback: int = 90, dormant_after: int = 45,
-            on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None = None,
-            on_rebuild: Callable[[str], None] | None = None) -> list[Path]:
+def run_job(
+    data_dir: str | Path,
+    as_of_dates: Iterable[str | dt.date | pd.Timestamp],
+    out_dir: str | Path | None = None,
+    *,
+    con: ibis.BaseBackend | None = None,
+    online: OnlineStore | None = None,
+    write_online: bool = True,
+    full: bool = False,
+    lookback: int = 90,
+    dormant_after: int = 45,
+    on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None = None,
+    on_rebuild: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Write one snapshot per as-of date, and the latest one to the online store.
 
     Args:
@@ -353,16 +406,36 @@ def run_job(data_dir: str | Path, as_of_dates: Iterable[str | dt.date | pd.Times
     out = Path(out_dir) if out_dir is not None else Path(data_dir) / "features"
     src = open_sources(data_dir, con)  # a folder without events is refused before anything is made
     with locked(out):
-        return _run_locked(data_dir, src, dates, out, online=online, write_online=write_online,
-                           full=full, lookback=lookback, dormant_after=dormant_after, on_done=on_done,
-                           on_rebuild=on_rebuild)
+        return _run_locked(
+            data_dir,
+            src,
+            dates,
+            out,
+            online=online,
+            write_online=write_online,
+            full=full,
+            lookback=lookback,
+            dormant_after=dormant_after,
+            on_done=on_done,
+            on_rebuild=on_rebuild,
+        )
 
 
 @_unfused()
-def _run_locked(data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], out: Path, *,
-                online: OnlineStore | None, write_online: bool, full: bool, lookback: int, dormant_after: int,
-                on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None,
-                on_rebuild: Callable[[str], None] | None) -> list[Path]:
+def _run_locked(
+    data_dir: str | Path,
+    src: Sources,
+    dates: list[pd.Timestamp],
+    out: Path,
+    *,
+    online: OnlineStore | None,
+    write_online: bool,
+    full: bool,
+    lookback: int,
+    dormant_after: int,
+    on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None,
+    on_rebuild: Callable[[str], None] | None,
+) -> list[Path]:
     store = DailyStore(out / "daily")
     started = time.perf_counter()
     # Days up to the last event's day are kept; later ones (there are events still to come for them)
@@ -378,8 +451,17 @@ def _run_locked(data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], o
         daily, rows, codes = _kept(store, state, src, as_of)
         totals = _totals(store, state, src, daily, as_of, keep=True)
         seen = _seen(store, state, src, rows, as_of, keep=True)
-        expr = feature_table(src, as_of, daily=daily, rows=rows, codes=codes, lookback=lookback,
-                             dormant_after=dormant_after, totals=totals, seen=seen)
+        expr = feature_table(
+            src,
+            as_of,
+            daily=daily,
+            rows=rows,
+            codes=codes,
+            lookback=lookback,
+            dormant_after=dormant_after,
+            totals=totals,
+            seen=seen,
+        )
         table = snapshot_table(expr)
         paths.append(write_arrow(table, snapshot_path(out, as_of)))
         latest = table.to_pandas() if on_done is not None else table  # to pandas once, when needed

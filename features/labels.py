@@ -36,16 +36,19 @@ def data_end(src: Sources) -> pd.Timestamp:
     return pd.Timestamp(last).normalize() + pd.Timedelta(days=1)
 
 
-def _window(src: Sources, as_of: DateLike, horizon: int,
-            end: DateLike | None) -> tuple[pd.Timestamp, pd.Timestamp]:
+def _window(
+    src: Sources, as_of: DateLike, horizon: int, end: DateLike | None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     start = as_of_timestamp(as_of)
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1 day, got {horizon}")
     stop = start + pd.Timedelta(days=horizon)
     limit = as_of_timestamp(end) if end is not None else data_end(src)
     if stop > limit:
-        raise ValueError(f"label window [{start:%Y-%m-%d}, {stop:%Y-%m-%d}) reaches past the data, "
-                         f"which ends before {limit:%Y-%m-%d}")
+        raise ValueError(
+            f"label window [{start:%Y-%m-%d}, {stop:%Y-%m-%d}) reaches past the data, "
+            f"which ends before {limit:%Y-%m-%d}"
+        )
     return start, stop
 
 
@@ -67,8 +70,15 @@ def _label(base: ir.Table, hits: ir.Table, name: str, negate: bool) -> pd.DataFr
     return frame
 
 
-def churn_labels(data_dir: str | Path, as_of: DateLike, horizon: int = 90, lookback: int = 90, *,
-                 con: ibis.BaseBackend | None = None, end: DateLike | None = None) -> pd.DataFrame:
+def churn_labels(
+    data_dir: str | Path,
+    as_of: DateLike,
+    horizon: int = 90,
+    lookback: int = 90,
+    *,
+    con: ibis.BaseBackend | None = None,
+    end: DateLike | None = None,
+) -> pd.DataFrame:
     """Who of the recently active stops: ``user_id, churned``.
 
     Args:
@@ -89,9 +99,15 @@ def churn_labels(data_dir: str | Path, as_of: DateLike, horizon: int = 90, lookb
     return _label(base, _users_with(src, start, stop, purchase=False), "churned", negate=True)
 
 
-def conversion_labels(data_dir: str | Path, as_of: DateLike, horizon: int = 30, *,
-                      lookback: int | None = None, con: ibis.BaseBackend | None = None,
-                      end: DateLike | None = None) -> pd.DataFrame:
+def conversion_labels(
+    data_dir: str | Path,
+    as_of: DateLike,
+    horizon: int = 30,
+    *,
+    lookback: int | None = None,
+    con: ibis.BaseBackend | None = None,
+    end: DateLike | None = None,
+) -> pd.DataFrame:
     """Who buys within the horizon: ``user_id, converted`` for users who signed up before ``as_of``.
 
     Args:
@@ -125,9 +141,17 @@ def backtest_dates(target: DateLike, horizon: int, step: int = 30, n: int = 4) -
     return [last - pd.Timedelta(days=step * k) for k in range(n - 1, -1, -1)]
 
 
-def training_set(data_dir: str | Path, target: DateLike, *, label: str = "churn", horizon: int = 90,
-                 step: int = 30, n: int = 4, lookback: int = 90,
-                 con: ibis.BaseBackend | None = None) -> pd.DataFrame:
+def training_set(
+    data_dir: str | Path,
+    target: DateLike,
+    *,
+    label: str = "churn",
+    horizon: int = 90,
+    step: int = 30,
+    n: int = 4,
+    lookback: int = 90,
+    con: ibis.BaseBackend | None = None,
+) -> pd.DataFrame:
     """Features joined to labels for each back-test date, stacked (``as_of`` tells them apart).
 
     Args:

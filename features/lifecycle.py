@@ -34,8 +34,17 @@ import ibis
 import ibis.expr.types as ir
 
 LIFECYCLE_STAGES: tuple[str, ...] = ("new", "active", "core", "at_risk", "dormant", "churned")
-RFM_SEGMENTS: tuple[str, ...] = ("champions", "loyal", "cant_lose", "potential_loyalists", "recent",
-                                 "needs_attention", "at_risk", "hibernating", "lost")
+RFM_SEGMENTS: tuple[str, ...] = (
+    "champions",
+    "loyal",
+    "cant_lose",
+    "potential_loyalists",
+    "recent",
+    "needs_attention",
+    "at_risk",
+    "hibernating",
+    "lost",
+)
 NEW_DAYS = 30
 OVERDUE_AT_RISK = 2.0
 TREND_AT_RISK = -0.5

@@ -100,8 +100,16 @@ def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> S
     events = read_table(con, events_path)
     paths = {name: table_path(data_dir, name) for name in ("users", "items", "offers", "exposures")}
     opened = {name: read_table(con, path) if path is not None else None for name, path in paths.items()}
-    return Sources(con, events, EventColumns.of(events), events_path=events_path, items_path=paths["items"],
-                   users_path=paths["users"], exposures_path=paths["exposures"], **opened)
+    return Sources(
+        con,
+        events,
+        EventColumns.of(events),
+        events_path=events_path,
+        items_path=paths["items"],
+        users_path=paths["users"],
+        exposures_path=paths["exposures"],
+        **opened,
+    )
 
 
 def file_stamp(path: Path | None) -> str:
@@ -124,8 +132,9 @@ def population(src: Sources, as_of: pd.Timestamp) -> ir.Table:
     if src.users is not None:
         users = src.users
         attrs = [c for c in users.columns if c not in ("user_id", "signup_ts")]
-        u = users.select(*attrs, user_id=users.user_id.cast("string"),
-                         signup_ts=users.signup_ts.cast("timestamp"))
+        u = users.select(
+            *attrs, user_id=users.user_id.cast("string"), signup_ts=users.signup_ts.cast("timestamp")
+        )
     else:
         e = src.events
         attrs = []

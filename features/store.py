@@ -149,12 +149,16 @@ class SQLiteStore(OnlineStore):
             db.execute("PRAGMA synchronous = OFF")
             decl = ", ".join(f"{_quote(c)} {_sql_type(frame[c])}" for c in columns)
             db.execute(f"CREATE TABLE features ({decl})")
-            db.executemany(f"INSERT INTO features VALUES ({', '.join('?' * len(columns))})",
-                           zip(*[_values(frame[c]) for c in columns], strict=True))
+            db.executemany(
+                f"INSERT INTO features VALUES ({', '.join('?' * len(columns))})",
+                zip(*[_values(frame[c]) for c in columns], strict=True),
+            )
             db.execute("CREATE UNIQUE INDEX features_user ON features(user_id)")
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-            db.executemany("INSERT INTO meta VALUES (?, ?)",
-                           [("dtypes", json.dumps(_dtypes(snapshot))), ("as_of", as_of)])
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("dtypes", json.dumps(_dtypes(snapshot))), ("as_of", as_of)],
+            )
         db.close()
         tmp.replace(self.path)
         return len(snapshot)
@@ -168,9 +172,14 @@ class SQLiteStore(OnlineStore):
         ids = [str(u) for u in user_ids]
         with sqlite3.connect(self.path) as db:
             dtypes = json.loads(self._meta(db)["dtypes"])
-            parts = [pd.read_sql(f"SELECT * FROM features WHERE user_id IN ({','.join('?' * len(chunk))})",
-                                 db, params=chunk)
-                     for chunk in (ids[i:i + 900] for i in range(0, len(ids), 900))]
+            parts = [
+                pd.read_sql(
+                    f"SELECT * FROM features WHERE user_id IN ({','.join('?' * len(chunk))})",
+                    db,
+                    params=chunk,
+                )
+                for chunk in (ids[i : i + 900] for i in range(0, len(ids), 900))
+            ]
         db.close()
         found = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(dtypes))
         order = {u: i for i, u in enumerate(ids)}
@@ -202,8 +211,9 @@ class RedisStore(OnlineStore):
         grace: Seconds the replaced snapshot stays readable.
     """
 
-    def __init__(self, client: Any, prefix: str = "userops:features:", batch: int = 5_000,
-                 grace: int = 300) -> None:
+    def __init__(
+        self, client: Any, prefix: str = "userops:features:", batch: int = 5_000, grace: int = 300
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.batch = batch
@@ -225,7 +235,7 @@ class RedisStore(OnlineStore):
         key = self._snapshot_key(generation)
         unfinished = max(3600, self.grace)  # a half-written snapshot goes by itself
         for lo in range(0, len(ids), self.batch):
-            fields = dict(zip(ids[lo:lo + self.batch], docs[lo:lo + self.batch], strict=True))
+            fields = dict(zip(ids[lo : lo + self.batch], docs[lo : lo + self.batch], strict=True))
             pipe = self.client.pipeline(transaction=False)
             pipe.hset(key, mapping=fields)
             pipe.expire(key, unfinished)

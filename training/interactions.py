@@ -36,8 +36,12 @@ class InteractionWeights:
 
     def by_type(self) -> dict[str, float]:
         """Event type -> weight."""
-        return {"view": self.view, "add_to_cart": self.add_to_cart, "purchase": self.purchase,
-                "refund": self.refund}
+        return {
+            "view": self.view,
+            "add_to_cart": self.add_to_cart,
+            "purchase": self.purchase,
+            "refund": self.refund,
+        }
 
     def to_dict(self) -> dict[str, float | None]:
         """Plain values, for MLflow parameters and the saved model."""
@@ -71,8 +75,9 @@ def _ts(value: date | pd.Timestamp | str) -> pd.Timestamp:
     return pd.Timestamp(value)
 
 
-def window(events: pd.DataFrame, start: date | pd.Timestamp | str | None,
-           end: date | pd.Timestamp | str | None) -> pd.DataFrame:
+def window(
+    events: pd.DataFrame, start: date | pd.Timestamp | str | None, end: date | pd.Timestamp | str | None
+) -> pd.DataFrame:
     """Events with ``start <= ts < end`` (either bound may be ``None``) that name an item."""
     keep = events["item_id"].notna() if "item_id" in events else pd.Series(False, index=events.index)
     if start is not None:
@@ -82,8 +87,9 @@ def window(events: pd.DataFrame, start: date | pd.Timestamp | str | None,
     return events.loc[keep]
 
 
-def event_weights(events: pd.DataFrame, weights: InteractionWeights,
-                  as_of: date | pd.Timestamp | str | None = None) -> np.ndarray:
+def event_weights(
+    events: pd.DataFrame, weights: InteractionWeights, as_of: date | pd.Timestamp | str | None = None
+) -> np.ndarray:
     """Each event's signed weight (types outside the vocabulary weigh 0), decayed to ``as_of`` if asked."""
     codes, kinds = pd.factorize(events["event_type"])  # a handful of types: map those, not every row
     by_type = weights.by_type()
@@ -144,15 +150,23 @@ def build_interactions(
     return Interactions(matrix.astype(np.float32), user_ids, item_ids)
 
 
-def relevant_items(events: pd.DataFrame, *, start: date | pd.Timestamp | str, end: date | pd.Timestamp | str,
-                   user_ids: np.ndarray, item_ids: np.ndarray, weights: InteractionWeights) -> sp.csr_matrix:
+def relevant_items(
+    events: pd.DataFrame,
+    *,
+    start: date | pd.Timestamp | str,
+    end: date | pd.Timestamp | str,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    weights: InteractionWeights,
+) -> sp.csr_matrix:
     """Binary users × items matrix of what each user positively interacted with in ``[start, end)``.
 
     A cell is 1 when the net (undecayed) weight is positive: a purchase later refunded is not relevant.
     """
     flat = InteractionWeights(**{**weights.to_dict(), "half_life_days": None})  # type: ignore[arg-type]
-    test = build_interactions(events, weights=flat, start=start, end=end, user_ids=user_ids,
-                              item_ids=item_ids)
+    test = build_interactions(
+        events, weights=flat, start=start, end=end, user_ids=user_ids, item_ids=item_ids
+    )
     out = test.matrix.copy()
     out.data = np.ones_like(out.data)
     return out

@@ -39,8 +39,9 @@ class Holdout:
     relevant: sp.csr_matrix
 
 
-def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, k: int = 10,
-                    n_items: int | None = None) -> dict[str, float]:
+def ranking_metrics(
+    recommended: np.ndarray, relevant: sp.csr_matrix, k: int = 10, n_items: int | None = None
+) -> dict[str, float]:
     """Recall@k, NDCG@k, MAP@k and coverage.
 
     Args:
@@ -58,8 +59,13 @@ def ranking_metrics(recommended: np.ndarray, relevant: sp.csr_matrix, k: int = 1
     users = np.flatnonzero(n_rel > 0)
     n_items = rel.shape[1] if n_items is None else n_items
     if len(users) == 0:
-        return {f"recall_at_{k}": float("nan"), f"ndcg_at_{k}": float("nan"), f"map_at_{k}": float("nan"),
-                f"coverage_at_{k}": 0.0, "users": 0}
+        return {
+            f"recall_at_{k}": float("nan"),
+            f"ndcg_at_{k}": float("nan"),
+            f"map_at_{k}": float("nan"),
+            f"coverage_at_{k}": 0.0,
+            "users": 0,
+        }
     rec = rec[users]
     rel = rel[users]
     rows = np.repeat(np.arange(len(users)), rec.shape[1])
@@ -105,8 +111,14 @@ def remap_columns(matrix: sp.csr_matrix, col_map: np.ndarray, n_cols: int) -> sp
     return sp.csr_matrix((coo.data[ok], (coo.row[ok], new[ok])), shape=(matrix.shape[0], n_cols))
 
 
-def oracle_ranking(truth: dict[str, list[str]], user_ids: np.ndarray, item_index: dict[str, int],
-                   had: sp.csr_matrix, k: int = 10, fill: list[str] | None = None) -> np.ndarray:
+def oracle_ranking(
+    truth: dict[str, list[str]],
+    user_ids: np.ndarray,
+    item_index: dict[str, int],
+    had: sp.csr_matrix,
+    k: int = 10,
+    fill: list[str] | None = None,
+) -> np.ndarray:
     """The oracle's top ``k`` per user: true preference order with already-had items removed.
 
     Args:
@@ -123,7 +135,7 @@ def oracle_ranking(truth: dict[str, list[str]], user_ids: np.ndarray, item_index
     """
     out = np.full((len(user_ids), k), -1, np.int64)
     for r, u in enumerate(user_ids):
-        had_r = set(had.indices[had.indptr[r]:had.indptr[r + 1]].tolist())
+        had_r = set(had.indices[had.indptr[r] : had.indptr[r + 1]].tolist())
         ranked = [item_index.get(t, -1) for t in truth.get(str(u), [])]
         ranked = [j for j in ranked if j not in had_r][:k]
         for t in fill or []:
@@ -132,15 +144,20 @@ def oracle_ranking(truth: dict[str, list[str]], user_ids: np.ndarray, item_index
             j = item_index.get(t, -1)
             if j >= 0 and j not in had_r and j not in ranked:
                 ranked.append(j)
-        out[r, :len(ranked)] = ranked
+        out[r, : len(ranked)] = ranked
     return out
 
 
-def make_holdout(events: pd.DataFrame, inter: Interactions, start: date, end: date,
-                 weights: InteractionWeights) -> Holdout:
+def make_holdout(
+    events: pd.DataFrame, inter: Interactions, start: date, end: date, weights: InteractionWeights
+) -> Holdout:
     """Users of ``inter`` with new positive interactions in ``[start, end)``, minus what they had."""
-    rel = drop_had(relevant_items(events, start=start, end=end, user_ids=inter.user_ids,
-                                  item_ids=inter.item_ids, weights=weights), inter.matrix)
+    rel = drop_had(
+        relevant_items(
+            events, start=start, end=end, user_ids=inter.user_ids, item_ids=inter.item_ids, weights=weights
+        ),
+        inter.matrix,
+    )
     rows = np.flatnonzero(np.diff(rel.indptr) > 0)
     return Holdout(inter.user_ids[rows], inter.item_ids, inter.matrix[rows], rel[rows])
 
@@ -150,9 +167,9 @@ def score_model(model: RecommenderModel, inter: Interactions, holdout: Holdout, 
     rows = pd.Index(inter.user_ids).get_indexer(holdout.user_ids)
     out = np.empty((len(rows), k), np.int64)
     for lo in range(0, len(rows), 2048):
-        r = rows[lo:lo + 2048]
+        r = rows[lo : lo + 2048]
         idx, val = model.recommend(inter.matrix[r], k, users=r, exclude=inter.matrix[r])
-        out[lo:lo + len(r)] = np.where(np.isfinite(val), idx, -1)
+        out[lo : lo + len(r)] = np.where(np.isfinite(val), idx, -1)
     return out
 
 
@@ -160,14 +177,20 @@ def score_recommender(rec: Recommender, holdout: Holdout, k: int = K) -> dict[st
     """Metrics of a loaded :class:`Recommender` (e.g. the champion) on a holdout, in its own id space."""
     col_map = pd.Index(rec.item_ids).get_indexer(holdout.item_ids)
     had = remap_columns(holdout.had, col_map, len(rec.item_ids))
-    idx, _ = rec.recommend_batch(holdout.user_ids, k, exclude_bought=False, exclude_seen=False,
-                                 exclude_unavailable=False, exclude=had)
+    idx, _ = rec.recommend_batch(
+        holdout.user_ids, k, exclude_bought=False, exclude_seen=False, exclude_unavailable=False, exclude=had
+    )
     back = pd.Index(holdout.item_ids).get_indexer(rec.item_ids[np.maximum(idx, 0)].ravel()).reshape(idx.shape)
     return ranking_metrics(np.where(idx >= 0, back, -1), holdout.relevant, k)
 
 
-def side_by_side(recs: Mapping[str, np.ndarray], holdout: Holdout, truth: dict[str, list[str]] | None,
-                 k: int = K, fill: list[str] | None = None) -> pd.DataFrame:
+def side_by_side(
+    recs: Mapping[str, np.ndarray],
+    holdout: Holdout,
+    truth: dict[str, list[str]] | None,
+    k: int = K,
+    fill: list[str] | None = None,
+) -> pd.DataFrame:
     """One row per model: Recall/NDCG/MAP@k and coverage on the window.
 
     On a simulated world also: the oracle's row (true preference order, continued by true popularity),
@@ -181,12 +204,14 @@ def side_by_side(recs: Mapping[str, np.ndarray], holdout: Holdout, truth: dict[s
         oracle = oracle_ranking(truth, holdout.user_ids, item_index, holdout.had, k, fill)
         known = oracle_ranking(truth, holdout.user_ids, item_index, holdout.had, k)  # true top items only
         found = known >= 0
-        true_top = sp.csr_matrix((np.ones(int(found.sum())), (np.nonzero(found)[0], known[found])),
-                                 shape=holdout.relevant.shape)
+        true_top = sp.csr_matrix(
+            (np.ones(int(found.sum())), (np.nonzero(found)[0], known[found])), shape=holdout.relevant.shape
+        )
         table.loc["oracle"] = pd.Series(ranking_metrics(oracle, holdout.relevant, k))
         recs = {**recs, "oracle": oracle}
-        table[f"true_recall_at_{k}"] = [ranking_metrics(recs[str(n)], true_top, k)[f"recall_at_{k}"]
-                                        for n in table.index]
+        table[f"true_recall_at_{k}"] = [
+            ranking_metrics(recs[str(n)], true_top, k)[f"recall_at_{k}"] for n in table.index
+        ]
         oracle_ndcg = float(table.loc["oracle", f"ndcg_at_{k}"])  # type: ignore[arg-type]
         table["oracle_fraction"] = table[f"ndcg_at_{k}"] / oracle_ndcg
     table["users"] = table["users"].astype(int)

@@ -41,8 +41,11 @@ from training.recommenders.service import Recommender, category_codes
 CANDIDATES = ("als", "bpr", "itemknn", "ease")
 BASELINES = ("popularity", "popularity_segment")
 DEFAULT_GRID: dict[str, list[dict[str, Any]]] = {
-    "als": [{"factors": f, "alpha": 1.0, "regularization": r, "iterations": 15}
-            for f in (16, 64, 128) for r in (1.0, 10.0)],
+    "als": [
+        {"factors": f, "alpha": 1.0, "regularization": r, "iterations": 15}
+        for f in (16, 64, 128)
+        for r in (1.0, 10.0)
+    ],
     "bpr": [{"factors": 64, "learning_rate": lr, "iterations": 100} for lr in (0.01, 0.05)],
     "itemknn": [{"neighbors": n} for n in (50, 200)],
     "ease": [{"l2": x} for x in (100.0, 500.0, 2000.0)],
@@ -86,8 +89,9 @@ def segment_attribute(users: pd.DataFrame | None) -> str | None:
     return None
 
 
-def user_segments(users: pd.DataFrame | None, user_ids: np.ndarray, attribute: str | None
-                  ) -> tuple[np.ndarray, list[str]]:
+def user_segments(
+    users: pd.DataFrame | None, user_ids: np.ndarray, attribute: str | None
+) -> tuple[np.ndarray, list[str]]:
     """Segment code per user row (-1: unknown) and the segment names."""
     if users is None or attribute is None:
         return np.full(len(user_ids), -1, np.int64), []
@@ -95,24 +99,33 @@ def user_segments(users: pd.DataFrame | None, user_ids: np.ndarray, attribute: s
     return category_codes(pd.Series(user_ids).map(values).tolist())
 
 
-def fit_model(family: str, params: Mapping[str, Any], inter: Interactions,
-              segments: np.ndarray) -> RecommenderModel:
+def fit_model(
+    family: str, params: Mapping[str, Any], inter: Interactions, segments: np.ndarray
+) -> RecommenderModel:
     """Fit one family (``popularity_segment`` = popularity per segment) on an interaction matrix."""
     if family in BASELINES:
         return PopularityRecommender(by_segment=family == "popularity_segment", **params).fit(
-            inter.matrix, segments if family == "popularity_segment" else None)
+            inter.matrix, segments if family == "popularity_segment" else None
+        )
     return FAMILIES[family](**params).fit(inter.matrix)
 
 
-def build_recommender(model: RecommenderModel, inter: Interactions, world: World, end: date,
-                      weights: InteractionWeights, meta: Mapping[str, Any]) -> Recommender:
+def build_recommender(
+    model: RecommenderModel,
+    inter: Interactions,
+    world: World,
+    end: date,
+    weights: InteractionWeights,
+    meta: Mapping[str, Any],
+) -> Recommender:
     """Bundle a fitted model with the fallback, histories, purchases and item facts for serving."""
     attr = segment_attribute(world.users)
     seg, seg_names = user_segments(world.users, inter.user_ids, attr)
     fallback = PopularityRecommender(by_segment=bool(seg_names)).fit(inter.matrix, seg if seg_names else None)
     purchases = InteractionWeights(view=0, add_to_cart=0, purchase=1, refund=0)
-    bought = build_interactions(world.events, weights=purchases, end=end, user_ids=inter.user_ids,
-                                item_ids=inter.item_ids).matrix
+    bought = build_interactions(
+        world.events, weights=purchases, end=end, user_ids=inter.user_ids, item_ids=inter.item_ids
+    ).matrix
     cat = avail = None
     cat_names: list[str] = []
     if world.items is not None:
@@ -122,10 +135,21 @@ def build_recommender(model: RecommenderModel, inter: Interactions, world: World
             cat, cat_names = category_codes(ids.map(items["category"]).tolist())
         if "available" in items:
             avail = ids.map(items["available"]).fillna(True).astype(bool).to_numpy()
-    return Recommender(model=model, fallback=fallback, history=inter.matrix, bought=bought,
-                       user_ids=inter.user_ids, item_ids=inter.item_ids, weights=weights, user_segment=seg,
-                       segment_names=seg_names, item_category=cat, category_names=cat_names, available=avail,
-                       meta={**meta, "segment_attribute": attr})
+    return Recommender(
+        model=model,
+        fallback=fallback,
+        history=inter.matrix,
+        bought=bought,
+        user_ids=inter.user_ids,
+        item_ids=inter.item_ids,
+        weights=weights,
+        user_segment=seg,
+        segment_names=seg_names,
+        item_category=cat,
+        category_names=cat_names,
+        available=avail,
+        meta={**meta, "segment_attribute": attr},
+    )
 
 
 def load_recommender(model_uri: str) -> Recommender:
@@ -140,8 +164,13 @@ def load_recommender(model_uri: str) -> Recommender:
     return wrapper.recommender
 
 
-def _tune(fit_inter: Interactions, holdout: Holdout, grid: Mapping[str, list[dict[str, Any]]],
-          segments: np.ndarray, run_child: Any) -> dict[str, tuple[dict[str, Any], float]]:
+def _tune(
+    fit_inter: Interactions,
+    holdout: Holdout,
+    grid: Mapping[str, list[dict[str, Any]]],
+    segments: np.ndarray,
+    run_child: Any,
+) -> dict[str, tuple[dict[str, Any], float]]:
     """Best setting and validation NDCG@10 per family (baselines have one setting each)."""
     best: dict[str, tuple[dict[str, Any], float]] = {}
     trials = [(f, p) for f in CANDIDATES if f in grid for p in grid[f]] + [(b, {}) for b in BASELINES]
@@ -154,17 +183,26 @@ def _tune(fit_inter: Interactions, holdout: Holdout, grid: Mapping[str, list[dic
     return best
 
 
-def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: str, kind: str,
-                  weights: InteractionWeights, grid: Mapping[str, list[dict[str, Any]]],
-                  validation_days: int) -> dict[str, object]:
+def _run_training(
+    *,
+    data_dir: Path,
+    as_of: date,
+    horizon: int,
+    tracking_uri: str,
+    kind: str,
+    weights: InteractionWeights,
+    grid: Mapping[str, list[dict[str, Any]]],
+    validation_days: int,
+) -> dict[str, object]:
     import mlflow
 
     from training.recommenders.mlflow_model import RecommenderPyfunc
     from training.registry import promote, use_experiment
 
     if kind != "recommender" and kind not in CANDIDATES:
-        raise ValueError(f"recommender: unknown kind {kind!r}; use recommender or one of "
-                         f"{', '.join(CANDIDATES)}")
+        raise ValueError(
+            f"recommender: unknown kind {kind!r}; use recommender or one of {', '.join(CANDIDATES)}"
+        )
 
     world = load_world(data_dir)
     val_start = as_of - timedelta(days=validation_days)
@@ -180,9 +218,16 @@ def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: st
     holdout = test if test is not None and len(test.user_ids) else val
     use_experiment(tracking_uri, "recommender", data_dir / "mlartifacts")
     with mlflow.start_run(run_name=f"recommender as of {as_of}") as parent:
-        mlflow.log_params({"as_of": str(as_of), "horizon": horizon, "validation_days": validation_days,
-                           "kind": kind, "segment_attribute": attr,
-                           **{f"weight_{k}": v for k, v in weights.to_dict().items()}})
+        mlflow.log_params(
+            {
+                "as_of": str(as_of),
+                "horizon": horizon,
+                "validation_days": validation_days,
+                "kind": kind,
+                "segment_attribute": attr,
+                **{f"weight_{k}": v for k, v in weights.to_dict().items()},
+            }
+        )
 
         def child(family: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
             with mlflow.start_run(run_name=f"trial {family}", nested=True):
@@ -208,23 +253,45 @@ def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: st
         if test is not None and len(test.user_ids):
             recs = {f: score_model(m, full, test) for f, m in models.items()}
             table = side_by_side(recs, test, world.truth, K, world.true_popularity)
-            mlflow.log_metrics({f"test_{f}_{c}": float(v) for f, row in table.iterrows()
-                                for c, v in row.items() if np.isfinite(v)})
+            mlflow.log_metrics(
+                {
+                    f"test_{f}_{c}": float(v)
+                    for f, row in table.iterrows()
+                    for c, v in row.items()
+                    if np.isfinite(v)
+                }
+            )
             mlflow.log_text(table.round(4).to_csv(), "test_side_by_side.csv")
-        rec = build_recommender(models[chosen], full, world, as_of, weights,
-                                {"family": chosen, "params": best[chosen][0], "as_of": str(as_of)})
+        rec = build_recommender(
+            models[chosen],
+            full,
+            world,
+            as_of,
+            weights,
+            {"family": chosen, "params": best[chosen][0], "as_of": str(as_of)},
+        )
         score = score_recommender(rec, holdout)[f"ndcg_at_{K}"]
         mlflow.log_metric(f"holdout_ndcg_at_{K}", score)
         with tempfile.TemporaryDirectory() as tmp:
             folder = rec.save(Path(tmp) / "recommender")
-            info = mlflow.pyfunc.log_model(name="model", python_model=RecommenderPyfunc(),
-                                           artifacts={"recommender": str(folder)},
-                                           pip_requirements=["numpy", "scipy", "pandas", "implicit"])
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=RecommenderPyfunc(),
+                artifacts={"recommender": str(folder)},
+                pip_requirements=["numpy", "scipy", "pandas", "implicit"],
+            )
+
         def score_champion(uri: str) -> float:
             return score_recommender(load_recommender(uri), holdout)[f"ndcg_at_{K}"]
 
-        decision = promote(tracking_uri=tracking_uri, name="recommender", model_uri=info.model_uri,
-                           score=score, metric=f"ndcg_at_{K}", score_champion=score_champion)
+        decision = promote(
+            tracking_uri=tracking_uri,
+            name="recommender",
+            model_uri=info.model_uri,
+            score=score,
+            metric=f"ndcg_at_{K}",
+            score_champion=score_champion,
+        )
         mlflow.set_tag("promotion", decision.reason)
     rows: dict[str, object] = {
         "training events": int((world.events["ts"] < pd.Timestamp(as_of)).sum()),
@@ -237,20 +304,36 @@ def _run_training(*, data_dir: Path, as_of: date, horizon: int, tracking_uri: st
     else:
         rows["test"] = f"{as_of} .. {test_end} ({len(test.user_ids) if test else 0:,} users)"
         for name, row in table.iterrows():
-            text = (f"R@{K} {row[f'recall_at_{K}']:.4f}  NDCG@{K} {row[f'ndcg_at_{K}']:.4f}  "
-                    f"MAP@{K} {row[f'map_at_{K}']:.4f}  cov {row[f'coverage_at_{K}']:.3f}")
+            text = (
+                f"R@{K} {row[f'recall_at_{K}']:.4f}  NDCG@{K} {row[f'ndcg_at_{K}']:.4f}  "
+                f"MAP@{K} {row[f'map_at_{K}']:.4f}  cov {row[f'coverage_at_{K}']:.3f}"
+            )
             if "oracle_fraction" in row:
                 text += f"  true-R@{K} {row[f'true_recall_at_{K}']:.4f}  oracle× {row['oracle_fraction']:.3f}"
             rows[f"  {name}"] = text
-    rows.update({"run": parent.info.run_id, "model": info.model_uri, "version": decision.version,
-                 "alias": decision.alias, "decision": decision.reason})
+    rows.update(
+        {
+            "run": parent.info.run_id,
+            "model": info.model_uri,
+            "version": decision.version,
+            "alias": decision.alias,
+            "decision": decision.reason,
+        }
+    )
     return rows
 
 
-def train_and_register(*, data_dir: str | Path, as_of: date, horizon: int, tracking_uri: str, kind: str,
-                       weights: InteractionWeights | None = None,
-                       grid: Mapping[str, list[dict[str, Any]]] | None = None,
-                       validation_days: int | None = None) -> dict[str, object]:
+def train_and_register(
+    *,
+    data_dir: str | Path,
+    as_of: date,
+    horizon: int,
+    tracking_uri: str,
+    kind: str,
+    weights: InteractionWeights | None = None,
+    grid: Mapping[str, list[dict[str, Any]]] | None = None,
+    validation_days: int | None = None,
+) -> dict[str, object]:
     """Tune, evaluate side by side, log the chosen recommender to MLflow and promote it.
 
     Args:
@@ -266,27 +349,45 @@ def train_and_register(*, data_dir: str | Path, as_of: date, horizon: int, track
     Returns:
         Summary rows for the CLI: data, the choice, every model's test metrics, the promotion decision.
     """
-    return _run_training(data_dir=Path(data_dir), as_of=as_of, horizon=horizon, tracking_uri=tracking_uri,
-                         kind=kind, weights=weights or InteractionWeights(),
-                         grid=dict(DEFAULT_GRID if grid is None else grid),
-                         validation_days=validation_days or min(horizon, 60))
+    return _run_training(
+        data_dir=Path(data_dir),
+        as_of=as_of,
+        horizon=horizon,
+        tracking_uri=tracking_uri,
+        kind=kind,
+        weights=weights or InteractionWeights(),
+        grid=dict(DEFAULT_GRID if grid is None else grid),
+        validation_days=validation_days or min(horizon, 60),
+    )
 
 
-def fit_recommender(data_dir: str | Path, as_of: date, *, family: str = "als",
-                    params: Mapping[str, Any] | None = None,
-                    weights: InteractionWeights | None = None) -> Recommender:
+def fit_recommender(
+    data_dir: str | Path,
+    as_of: date,
+    *,
+    family: str = "als",
+    params: Mapping[str, Any] | None = None,
+    weights: InteractionWeights | None = None,
+) -> Recommender:
     """Fit one family with default (or given) settings on events before ``as_of``, no tuning or MLflow."""
     weights = weights or InteractionWeights()
     world = load_world(data_dir)
     inter = build_interactions(world.events, weights=weights, end=as_of)
     segments = user_segments(world.users, inter.user_ids, segment_attribute(world.users))[0]
     model = fit_model(family, params or {}, inter, segments)
-    return build_recommender(model, inter, world, as_of, weights,
-                             {"family": family, "params": dict(params or {}), "as_of": str(as_of)})
+    return build_recommender(
+        model,
+        inter,
+        world,
+        as_of,
+        weights,
+        {"family": family, "params": dict(params or {}), "as_of": str(as_of)},
+    )
 
 
-def recommend_users(rec: Recommender, data_dir: str | Path, as_of: date, user_ids: list[str] | None,
-                    k: int = 10) -> pd.DataFrame:
+def recommend_users(
+    rec: Recommender, data_dir: str | Path, as_of: date, user_ids: list[str] | None, k: int = 10
+) -> pd.DataFrame:
     """Batch top-``k`` (``user_id, rank, item_id, score``) from each user's history before ``as_of``.
 
     When the recommender was fitted as of another date, every user's history is rebuilt from the folder's
@@ -314,11 +415,13 @@ def recommend_users(rec: Recommender, data_dir: str | Path, as_of: date, user_id
         values = world.users.drop_duplicates("user_id").set_index("user_id")[attr].astype(str)
         segments = pd.Series(ids).map(values).tolist()
     if rec.meta.get("as_of") != str(as_of):
-        inter = build_interactions(world.events, weights=rec.weights, end=as_of, user_ids=ids,
-                                   item_ids=rec.item_ids)
+        inter = build_interactions(
+            world.events, weights=rec.weights, end=as_of, user_ids=ids, item_ids=rec.item_ids
+        )
         purchases = InteractionWeights(view=0, add_to_cart=0, purchase=1, refund=0)
-        bought = build_interactions(world.events, weights=purchases, end=as_of, user_ids=ids,
-                                    item_ids=rec.item_ids).matrix
+        bought = build_interactions(
+            world.events, weights=purchases, end=as_of, user_ids=ids, item_ids=rec.item_ids
+        ).matrix
         seg = pd.Index(rec.segment_names).get_indexer(pd.Index([str(s) for s in segments or [""] * len(ids)]))
         rec = rec.with_history(inter.matrix, bought, ids, seg)
     return rec.recommend_frame(ids, k, segments=segments)

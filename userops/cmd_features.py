@@ -11,19 +11,32 @@ from userops.console import console, step, summary
 
 
 def features(
-    data: Annotated[Path, typer.Option("--data", help="Data folder (events required; users, items, offers, "
-                                                       "exposures used when present).")],
-    as_of: Annotated[list[str], typer.Option(
-        "--as-of", help="As-of date YYYY-MM-DD (UTC); repeat for more.")],
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Snapshot folder (default DATA/features).")] = None,
-    full: Annotated[bool, typer.Option(
-        "--full", help="Rebuild the kept daily aggregate from all events.")] = False,
-    online: Annotated[bool, typer.Option("--online/--no-online",
-                                         help="Write the latest snapshot to the online store.")] = True,
-    redis_url: Annotated[str | None, typer.Option(
-        "--redis-url", envvar="USEROPS_REDIS_URL",
-        help="Online store in Redis instead of DATA/online/features.sqlite.")] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data", help="Data folder (events required; users, items, offers, exposures used when present)."
+        ),
+    ],
+    as_of: Annotated[
+        list[str], typer.Option("--as-of", help="As-of date YYYY-MM-DD (UTC); repeat for more.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Snapshot folder (default DATA/features).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Rebuild the kept daily aggregate from all events.")
+    ] = False,
+    online: Annotated[
+        bool, typer.Option("--online/--no-online", help="Write the latest snapshot to the online store.")
+    ] = True,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            envvar="USEROPS_REDIS_URL",
+            help="Online store in Redis instead of DATA/online/features.sqlite.",
+        ),
+    ] = None,
 ) -> None:
     """Compute behavioural features, lifecycle stages and RFM segments as of each date.
 
@@ -48,8 +61,16 @@ def features(
                 progress.advance(task)
 
             rebuilt: list[str] = []
-            paths = run_job(data, as_of, target, online=store, write_online=online, full=full, on_done=done,
-                            on_rebuild=rebuilt.append)
+            paths = run_job(
+                data,
+                as_of,
+                target,
+                online=store,
+                write_online=online,
+                full=full,
+                on_done=done,
+                on_rebuild=rebuilt.append,
+            )
         rows: dict[str, object] = {
             "snapshots": len(paths),
             "users (latest)": shapes[-1][0] if shapes else 0,
@@ -57,8 +78,9 @@ def features(
             "output": target,
             "first": paths[0].name if paths else "-",
             "last": paths[-1].name if paths else "-",
-            "daily aggregate": (f"built from all events ({rebuilt[0]})" if rebuilt
-                                else "extended by the new days"),
+            "daily aggregate": (
+                f"built from all events ({rebuilt[0]})" if rebuilt else "extended by the new days"
+            ),
         }
         if online:
             rows["online copy"] = redis_url or getattr(store, "path", "")

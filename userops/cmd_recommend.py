@@ -26,12 +26,18 @@ def recommend(
     data: Annotated[Path, typer.Option("--data", help="Data folder (events; users for segments).")],
     as_of: Annotated[str, typer.Option("--as-of", help="Date YYYY-MM-DD: histories use events before it.")],
     out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
-    users: Annotated[str, typer.Option(
-        "--users", help="'all' (every user of the users table) or a CSV/Parquet file with user_id.")] = "all",
+    users: Annotated[
+        str,
+        typer.Option(
+            "--users", help="'all' (every user of the users table) or a CSV/Parquet file with user_id."
+        ),
+    ] = "all",
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Items per user.")] = 10,
     model: Annotated[str, typer.Option("--model", help="Registered model URI to use.")] = CHAMPION_URI,
-    fit: Annotated[bool, typer.Option(
-        "--fit/--no-fit", help="No registered model: fit ALS with default settings on the fly.")] = True,
+    fit: Annotated[
+        bool,
+        typer.Option("--fit/--no-fit", help="No registered model: fit ALS with default settings on the fly."),
+    ] = True,
 ) -> None:
     """Write user_id, rank, item_id, score: each user's top-k items as of a date.
 
@@ -56,8 +62,9 @@ def recommend(
             source = model
         except mlflow.exceptions.MlflowException as exc:
             if not fit:
-                raise ValueError(f"no recommender at {model} ({uri}); run `userops train recommender`"
-                                 ) from exc
+                raise ValueError(
+                    f"no recommender at {model} ({uri}); run `userops train recommender`"
+                ) from exc
             console.print(f"no recommender at {model}: fitting ALS on events before {target} (untuned)")
             rec = fit_recommender(data, target)
             source = "ALS fitted on the fly (no registered model)"
@@ -66,9 +73,17 @@ def recommend(
         from features.contract import write_table
 
         write_table(frame, out)
-        summary("recommend", {"model": source, "family": rec.meta.get("family", "?"),
-                              "users": int(frame["user_id"].nunique()), "rows": len(frame), "output": out},
-                started)
+        summary(
+            "recommend",
+            {
+                "model": source,
+                "family": rec.meta.get("family", "?"),
+                "users": int(frame["user_id"].nunique()),
+                "rows": len(frame),
+                "output": out,
+            },
+            started,
+        )
 
 
 def register(app: typer.Typer) -> None:

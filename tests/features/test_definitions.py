@@ -21,12 +21,15 @@ OFFER_IDS = ["coupon", "points"]
 def random_world(path: Path, seed: int, n_users: int = 40) -> dict[str, pd.DataFrame]:
     """A small random data folder with every contract table and awkward cases (nulls, refunds, ties)."""
     rng = np.random.default_rng(seed)
-    users = pd.DataFrame({
-        "user_id": [f"u{j:03d}" for j in range(n_users)],
-        "signup_ts": (START + pd.to_timedelta(rng.integers(0, 150 * 24, n_users), unit="h"))
-        .astype("datetime64[us]"),
-        "channel": rng.choice(["organic", "paid", "email"], n_users),
-    })
+    users = pd.DataFrame(
+        {
+            "user_id": [f"u{j:03d}" for j in range(n_users)],
+            "signup_ts": (START + pd.to_timedelta(rng.integers(0, 150 * 24, n_users), unit="h")).astype(
+                "datetime64[us]"
+            ),
+            "channel": rng.choice(["organic", "paid", "email"], n_users),
+        }
+    )
     rows = []
     for uid, signup in zip(users["user_id"], users["signup_ts"], strict=True):
         n = int(rng.integers(0, 50))
@@ -34,8 +37,11 @@ def random_world(path: Path, seed: int, n_users: int = 40) -> dict[str, pd.DataF
         for _ in range(n):
             ts = signup + pd.Timedelta(minutes=int(rng.integers(0, span_h * 60)))
             kind = rng.choice(["view", "add_to_cart", "purchase", "refund"], p=[0.55, 0.15, 0.22, 0.08])
-            amount = float(np.round(rng.uniform(1, 50), 2)) if kind == "purchase" else (
-                -float(np.round(rng.uniform(1, 20), 2)) if kind == "refund" else np.nan)
+            amount = (
+                float(np.round(rng.uniform(1, 50), 2))
+                if kind == "purchase"
+                else (-float(np.round(rng.uniform(1, 20), 2)) if kind == "refund" else np.nan)
+            )
             item = None if rng.random() < 0.1 else f"i{int(rng.integers(0, 15)):02d}"
             session = None if rng.random() < 0.1 else f"s{uid}-{int(rng.integers(0, 3))}"
             rows.append((uid, ts, kind, item, amount, session))
@@ -44,17 +50,24 @@ def random_world(path: Path, seed: int, n_users: int = 40) -> dict[str, pd.DataF
     rows.append(("u001", AS_OF, "purchase", "i02", 5.0, "sY"))
     events = pd.DataFrame(rows, columns=["user_id", "ts", "event_type", "item_id", "amount", "session_id"])
     events["ts"] = events["ts"].astype("datetime64[us]")
-    items = pd.DataFrame({"item_id": [f"i{j:02d}" for j in range(14)],  # i14 has no items row
-                          "category": [f"c{j % 5}" if j != 3 else None for j in range(14)]})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{j:02d}" for j in range(14)],  # i14 has no items row
+            "category": [f"c{j % 5}" if j != 3 else None for j in range(14)],
+        }
+    )
     offers = pd.DataFrame({"offer_id": OFFER_IDS, "cost": [2.0, 1.0]})
     n_x = 30
-    exposures = pd.DataFrame({
-        "experiment": "camp",
-        "variant": rng.choice(["control", *OFFER_IDS], n_x),
-        "unit_id": rng.choice(users["user_id"], n_x),
-        "ts": (START + pd.to_timedelta(rng.integers(60 * 24, 140 * 24, n_x), unit="h"))
-        .astype("datetime64[us]"),
-    })
+    exposures = pd.DataFrame(
+        {
+            "experiment": "camp",
+            "variant": rng.choice(["control", *OFFER_IDS], n_x),
+            "unit_id": rng.choice(users["user_id"], n_x),
+            "ts": (START + pd.to_timedelta(rng.integers(60 * 24, 140 * 24, n_x), unit="h")).astype(
+                "datetime64[us]"
+            ),
+        }
+    )
     tables = {"events": events, "users": users, "items": items, "offers": offers, "exposures": exposures}
     for name, frame in tables.items():
         write_table(frame, path / f"{name}.parquet")
@@ -98,8 +111,9 @@ def brute_force(t: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
         f: dict[str, object] = {}
         for n in (7, 30, 90, 180):
             f[f"events_{n}d"] = sum(1 for e in act if age[id(e)] <= n)
-            f[f"orders_{n}d"] = len({(_day(e.ts), e.session_id) for e in buys
-                                     if age[id(e)] <= n and pd.notna(e.session_id)})
+            f[f"orders_{n}d"] = len(
+                {(_day(e.ts), e.session_id) for e in buys if age[id(e)] <= n and pd.notna(e.session_id)}
+            )
             f[f"spend_{n}d"] = sum(e.amount for e in buys if age[id(e)] <= n)
         f["days_since_last_event"] = min((age[id(e)] for e in act), default=None)
         f["days_since_last_purchase"] = min((age[id(e)] for e in buys), default=None)
@@ -107,8 +121,9 @@ def brute_force(t: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
         f["active_days_90d"] = len({_day(e.ts) for e in act if age[id(e)] <= 90})
         f["orders_total"] = len({(_day(e.ts), e.session_id) for e in buys if pd.notna(e.session_id)})
         f["spend_total"] = sum(e.amount for e in buys)
-        sessions = len({(_day(e.ts), e.session_id) for e in act
-                        if age[id(e)] <= 90 and pd.notna(e.session_id)})
+        sessions = len(
+            {(_day(e.ts), e.session_id) for e in act if age[id(e)] <= 90 and pd.notna(e.session_id)}
+        )
         f["sessions_per_active_day_90d"] = sessions / f["active_days_90d"] if f["active_days_90d"] else None
         f["avg_order_value"] = f["spend_total"] / f["orders_total"] if f["orders_total"] else None
         refunds = sum(1 for e in ev if e.event_type == "refund")
@@ -117,8 +132,11 @@ def brute_force(t: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
         gaps = [b - a for a, b in zip(days, days[1:], strict=False)]
         f["purchase_gap_mean_days"] = statistics.mean(gaps) if gaps else None
         f["purchase_gap_std_days"] = statistics.stdev(gaps) if len(gaps) >= 2 else None
-        f["purchase_overdue_ratio"] = (f["days_since_last_purchase"] / f["purchase_gap_mean_days"]
-                                       if f["purchase_gap_mean_days"] else None)
+        f["purchase_overdue_ratio"] = (
+            f["days_since_last_purchase"] / f["purchase_gap_mean_days"]
+            if f["purchase_gap_mean_days"]
+            else None
+        )
         prior_events = sum(1 for e in act if 30 < age[id(e)] <= 60)
         prior_spend = sum(e.amount for e in buys if 30 < age[id(e)] <= 60)
         f["activity_trend_30d"] = _trend(f["events_30d"], prior_events)
@@ -141,8 +159,13 @@ def brute_force(t: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
 
 
 def _segments(out: dict[str, dict]) -> None:
-    r = _score({u: f["days_since_last_purchase"] if f["days_since_last_purchase"] is not None else 1e9
-                for u, f in out.items()}, better=False)
+    r = _score(
+        {
+            u: f["days_since_last_purchase"] if f["days_since_last_purchase"] is not None else 1e9
+            for u, f in out.items()
+        },
+        better=False,
+    )
     fr = _score({u: f["orders_180d"] for u, f in out.items()}, better=True)
     m = _score({u: round(f["spend_180d"], 2) for u, f in out.items()}, better=True)
     for u, f in out.items():
@@ -217,12 +240,15 @@ def test_every_stage_and_segment_occurs_somewhere(tmp_path: Path) -> None:
 
 def test_without_optional_columns_and_tables(tmp_path: Path) -> None:
     """Events only, no session/amount/item: orders are purchase-days, spend and distinct counts are null."""
-    events = pd.DataFrame({
-        "user_id": ["a", "a", "a", "b"],
-        "ts": pd.to_datetime(["2025-01-02 10:00", "2025-01-02 11:00", "2025-01-05 09:00",
-                              "2025-01-06 00:00"]),
-        "event_type": ["purchase", "purchase", "purchase", "view"],
-    })
+    events = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "b"],
+            "ts": pd.to_datetime(
+                ["2025-01-02 10:00", "2025-01-02 11:00", "2025-01-05 09:00", "2025-01-06 00:00"]
+            ),
+            "event_type": ["purchase", "purchase", "purchase", "view"],
+        }
+    )
     events["ts"] = events["ts"].astype("datetime64[us]")
     write_table(events, tmp_path / "events.parquet")
     got = build_features(tmp_path, "2025-01-07").set_index("user_id")

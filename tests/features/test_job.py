@@ -29,19 +29,33 @@ def _mutate_after(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, seed: in
     ev.loc[changed, "item_id"] = "i13"
     deleted = rng.choice(sorted(set(late) - set(changed)), len(late) // 3, replace=False)
     ev = ev.drop(index=deleted)
-    added = pd.DataFrame({
-        "user_id": rng.choice(tables["users"]["user_id"], 40),
-        "ts": (as_of + pd.to_timedelta(rng.integers(0, 20 * 86400, 40), unit="s")).astype("datetime64[us]"),
-        "event_type": rng.choice(["view", "add_to_cart", "purchase", "refund"], 40),
-        "item_id": "i07", "amount": 99.0, "session_id": "s-new",
-    })
+    added = pd.DataFrame(
+        {
+            "user_id": rng.choice(tables["users"]["user_id"], 40),
+            "ts": (as_of + pd.to_timedelta(rng.integers(0, 20 * 86400, 40), unit="s")).astype(
+                "datetime64[us]"
+            ),
+            "event_type": rng.choice(["view", "add_to_cart", "purchase", "refund"], 40),
+            "item_id": "i07",
+            "amount": 99.0,
+            "session_id": "s-new",
+        }
+    )
     added.loc[0, "ts"] = as_of  # exactly at the boundary
     ex = tables["exposures"]
-    more_ex = pd.DataFrame({"experiment": "camp", "variant": "coupon",
-                            "unit_id": tables["users"]["user_id"][:10],
-                            "ts": pd.Timestamp(as_of)}).astype({"ts": "datetime64[us]"})
-    return {**tables, "events": pd.concat([ev, added], ignore_index=True),
-            "exposures": pd.concat([ex, more_ex], ignore_index=True)}
+    more_ex = pd.DataFrame(
+        {
+            "experiment": "camp",
+            "variant": "coupon",
+            "unit_id": tables["users"]["user_id"][:10],
+            "ts": pd.Timestamp(as_of),
+        }
+    ).astype({"ts": "datetime64[us]"})
+    return {
+        **tables,
+        "events": pd.concat([ev, added], ignore_index=True),
+        "exposures": pd.concat([ex, more_ex], ignore_index=True),
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -61,11 +75,20 @@ def test_an_event_before_as_of_does_change_features(tmp_path: Path) -> None:
     tables = random_world(tmp_path / "a", 5)
     before = build_features(tmp_path / "a", AS_OF)
     ev = tables["events"]
-    extra = pd.DataFrame({"user_id": ["u002"], "ts": [AS_OF - pd.Timedelta(seconds=1)],
-                          "event_type": ["view"],
-                          "item_id": ["i00"], "amount": [np.nan], "session_id": ["z"]})
-    write_table(pd.concat([ev, extra.astype({"ts": "datetime64[us]"})], ignore_index=True),
-                tmp_path / "a" / "events.parquet")
+    extra = pd.DataFrame(
+        {
+            "user_id": ["u002"],
+            "ts": [AS_OF - pd.Timedelta(seconds=1)],
+            "event_type": ["view"],
+            "item_id": ["i00"],
+            "amount": [np.nan],
+            "session_id": ["z"],
+        }
+    )
+    write_table(
+        pd.concat([ev, extra.astype({"ts": "datetime64[us]"})], ignore_index=True),
+        tmp_path / "a" / "events.parquet",
+    )
     after = build_features(tmp_path / "a", AS_OF)
     row = after.set_index("user_id").loc["u002"]
     assert row["days_since_last_event"] == 1
@@ -129,8 +152,20 @@ def test_cli_writes_snapshots_and_reports(tmp_path: Path) -> None:
     from userops.cli import app
 
     random_world(tmp_path, 10)
-    result = CliRunner().invoke(app, ["features", "--data", str(tmp_path), "--as-of", "2025-05-01",
-                                      "--as-of", "2025-05-02", "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "features",
+            "--data",
+            str(tmp_path),
+            "--as-of",
+            "2025-05-01",
+            "--as-of",
+            "2025-05-02",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert snapshot_path(tmp_path / "o", pd.Timestamp("2025-05-02")).exists()
     bad = CliRunner().invoke(app, ["features", "--data", str(tmp_path / "nowhere"), "--as-of", "2025-05-01"])
@@ -152,13 +187,15 @@ def test_a_run_ahead_of_the_data_does_not_freeze_missing_days(tmp_path: Path) ->
     write_table(ev, tmp_path / "data" / "events.parquet")  # they arrive
     later = AS_OF + pd.Timedelta(days=1)
     run_job(tmp_path / "data", [later], out, write_online=False)
-    pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, later)),
-                                  build_features(tmp_path / "full", later))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(snapshot_path(out, later)), build_features(tmp_path / "full", later)
+    )
 
 
 @pytest.mark.parametrize("columns", ["all", "events only"])
-def test_running_totals_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path, columns: str,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_running_totals_rolled_on_day_by_day_equal_a_full_rebuild(
+    tmp_path: Path, columns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The kept running totals roll on by the rows that enter or leave a window; every snapshot equals
     a fresh one, over one-day and several-day steps, a step past the roll limit, and days past the
     data's end."""
@@ -166,12 +203,16 @@ def test_running_totals_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path
 
     rolled: list[int] = []
     roll = defs.roll_totals
-    monkeypatch.setattr(defs, "roll_totals",
-                        lambda b, bd, d, day: rolled.append(day - bd) or roll(b, bd, d, day))
+    monkeypatch.setattr(
+        defs, "roll_totals", lambda b, bd, d, day: rolled.append(day - bd) or roll(b, bd, d, day)
+    )
     seen_rolled: list[int] = []
     roll_seen = defs.roll_last_seen
-    monkeypatch.setattr(defs, "roll_last_seen",
-                        lambda s, sd, r, day, k: seen_rolled.append(day - sd) or roll_seen(s, sd, r, day, k))
+    monkeypatch.setattr(
+        defs,
+        "roll_last_seen",
+        lambda s, sd, r, day, k: seen_rolled.append(day - sd) or roll_seen(s, sd, r, day, k),
+    )
     tables = random_world(tmp_path, 23, n_users=60)
     if columns == "events only":  # no amounts (spend null), sessions or items
         write_table(tables["events"][["user_id", "ts", "event_type"]], tmp_path / "events.parquet")
@@ -184,8 +225,9 @@ def test_running_totals_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path
     for step in steps:
         day = day + pd.Timedelta(days=step)
         run_job(tmp_path, [day], out, write_online=False)
-        pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, day)), build_features(tmp_path, day),
-                                      obj=f"{day.date()}")
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(snapshot_path(out, day)), build_features(tmp_path, day), obj=f"{day.date()}"
+        )
         state = json.loads((daily / "state.json").read_text())
         assert state["totals"] and (daily / state["totals"]).exists()
         assert len(list(daily.glob("totals-*.parquet"))) == 1
@@ -199,8 +241,9 @@ def test_running_totals_rolled_on_day_by_day_equal_a_full_rebuild(tmp_path: Path
     pd.testing.assert_frame_equal(build_features(tmp_path, day, daily_dir=daily), fresh)
 
 
-def test_a_daily_run_moves_its_kept_tables_on_with_the_kept_day(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_daily_run_moves_its_kept_tables_on_with_the_kept_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Run each morning on the events so far: the last day may still be filling up, so it is aggregated
     on the fly, and the totals and last-seen tables are kept as of the last kept day. Each run rolls them
     on by a day (never from the first build, which would soon be too old to roll) and each snapshot
@@ -210,8 +253,9 @@ def test_a_daily_run_moves_its_kept_tables_on_with_the_kept_day(tmp_path: Path,
 
     steps: list[int] = []
     roll = defs.roll_totals
-    monkeypatch.setattr(defs, "roll_totals",
-                        lambda k, kd, d, day: steps.append(day - kd) or roll(k, kd, d, day))
+    monkeypatch.setattr(
+        defs, "roll_totals", lambda k, kd, d, day: steps.append(day - kd) or roll(k, kd, d, day)
+    )
     tables = random_world(tmp_path / "full", 31, n_users=60)
     data, out, ev = tmp_path / "data", tmp_path / "features", tables["events"]
     for name, frame in tables.items():
@@ -222,8 +266,9 @@ def test_a_daily_run_moves_its_kept_tables_on_with_the_kept_day(tmp_path: Path,
         write_table(ev[ev["ts"] < as_of], data / "events.parquet")  # the events so far
         run_job(data, [as_of], out, write_online=False, full=i == 0)
         if i % 7 == 0 or i == 35:
-            pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, as_of)),
-                                          build_features(data, as_of), obj=f"{as_of.date()}")
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(snapshot_path(out, as_of)), build_features(data, as_of), obj=f"{as_of.date()}"
+            )
         state = json.loads((out / "daily" / "state.json").read_text())
         assert state["totals_as_of"] == state["seen_as_of"] == state["until"], state
         assert state["until"] == str((as_of - pd.Timedelta(days=1)).date())  # the last day, on the fly
@@ -269,13 +314,33 @@ def test_new_users_and_exposures_files_are_seen_by_the_next_day(tmp_path: Path) 
     later = AS_OF + pd.Timedelta(days=1)
     run_job(tmp_path, [later], out, write_online=False)  # files unchanged: the short path
     pd.testing.assert_frame_equal(pd.read_parquet(snapshot_path(out, later)), build_features(tmp_path, later))
-    users = pd.concat([tables["users"], pd.DataFrame({
-        "user_id": ["u_new"], "signup_ts": [AS_OF - pd.Timedelta(days=10)], "channel": ["paid"],
-    }).astype({"signup_ts": "datetime64[us]"})], ignore_index=True)
-    exposures = pd.concat([tables["exposures"], pd.DataFrame({
-        "experiment": ["camp"], "variant": ["coupon"], "unit_id": ["u_new"],
-        "ts": [AS_OF - pd.Timedelta(days=3)],
-    }).astype({"ts": "datetime64[us]"})], ignore_index=True)
+    users = pd.concat(
+        [
+            tables["users"],
+            pd.DataFrame(
+                {
+                    "user_id": ["u_new"],
+                    "signup_ts": [AS_OF - pd.Timedelta(days=10)],
+                    "channel": ["paid"],
+                }
+            ).astype({"signup_ts": "datetime64[us]"}),
+        ],
+        ignore_index=True,
+    )
+    exposures = pd.concat(
+        [
+            tables["exposures"],
+            pd.DataFrame(
+                {
+                    "experiment": ["camp"],
+                    "variant": ["coupon"],
+                    "unit_id": ["u_new"],
+                    "ts": [AS_OF - pd.Timedelta(days=3)],
+                }
+            ).astype({"ts": "datetime64[us]"}),
+        ],
+        ignore_index=True,
+    )
     write_table(users, tmp_path / "users.parquet")
     write_table(exposures, tmp_path / "exposures.parquet")
     last = later + pd.Timedelta(days=1)
@@ -290,8 +355,18 @@ def test_running_totals_only_roll_forward() -> None:
 
     from features import definitions as defs
 
-    t = ibis.table({"user_id": "int64", "day": "int32", "events": "int64", "purchases": "int64",
-                    "orders": "int64", "spend_e4": "int64", "refunds": "int64", "sessions": "int64"})
+    t = ibis.table(
+        {
+            "user_id": "int64",
+            "day": "int32",
+            "events": "int64",
+            "purchases": "int64",
+            "orders": "int64",
+            "spend_e4": "int64",
+            "refunds": "int64",
+            "sessions": "int64",
+        }
+    )
     with pytest.raises(ValueError):
         defs.roll_totals(defs.totals(t, 10), 10, t, 9)
 
@@ -307,17 +382,27 @@ def test_a_second_job_on_the_same_folder_is_refused_while_the_first_runs(tmp_pat
 
     random_world(tmp_path, 4)
     out = tmp_path / "features"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom features.daily import locked\n"
-        f"with locked({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\nfrom features.daily import locked\n"
+                f"with locked({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(JobBusyError, match="another feature job is writing"):
             run_job(tmp_path, [AS_OF], out, write_online=False)
         assert not list(out.glob("as_of=*.parquet"))
-        result = CliRunner().invoke(app, ["features", "--data", str(tmp_path), "--as-of", "2025-05-01",
-                                          "--out", str(out), "--no-online"])
+        result = CliRunner().invoke(
+            app,
+            ["features", "--data", str(tmp_path), "--as-of", "2025-05-01", "--out", str(out), "--no-online"],
+        )
         assert result.exit_code == 1 and "another feature job is writing" in result.output
         assert "Traceback" not in result.output
     finally:
@@ -342,10 +427,19 @@ def test_a_late_event_for_a_kept_day_rebuilds_the_aggregate(tmp_path: Path) -> N
     run_job(tmp_path, [later], out, write_online=False, on_rebuild=reasons.append)
     assert reasons == ["nothing kept yet"]  # extended, not rebuilt
     ev = tables["events"]
-    late = pd.DataFrame({"user_id": ["u002"], "ts": [day - pd.Timedelta(days=3)], "event_type": ["purchase"],
-                         "item_id": ["i04"], "amount": [42.0], "session_id": ["s-late"]})
-    write_table(pd.concat([ev, late.astype({"ts": "datetime64[us]"})], ignore_index=True),
-                tmp_path / "events.parquet")
+    late = pd.DataFrame(
+        {
+            "user_id": ["u002"],
+            "ts": [day - pd.Timedelta(days=3)],
+            "event_type": ["purchase"],
+            "item_id": ["i04"],
+            "amount": [42.0],
+            "session_id": ["s-late"],
+        }
+    )
+    write_table(
+        pd.concat([ev, late.astype({"ts": "datetime64[us]"})], ignore_index=True), tmp_path / "events.parquet"
+    )
     nxt = later + pd.Timedelta(days=1)
     run_job(tmp_path, [nxt], out, write_online=False, on_rebuild=reasons.append)
     assert len(reasons) == 2 and "changed since they were aggregated" in reasons[1]

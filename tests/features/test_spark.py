@@ -20,16 +20,19 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 def spark() -> Iterator[object]:
     from pyspark.sql import SparkSession
 
-    session = (SparkSession.builder.master("local[2]").appName("userops-test")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.shuffle.partitions", "1")
-               .config("spark.default.parallelism", "1")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.adaptive.enabled", "false")
-               # tiny data: compiling generated code per stage costs far more than it saves
-               .config("spark.sql.codegen.wholeStage", "false")
-               .config("spark.sql.codegen.factoryMode", "NO_CODEGEN")
-               .getOrCreate())
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("userops-test")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.adaptive.enabled", "false")
+        # tiny data: compiling generated code per stage costs far more than it saves
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.codegen.factoryMode", "NO_CODEGEN")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

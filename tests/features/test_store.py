@@ -33,29 +33,43 @@ def _check(store: OnlineStore, snapshot: pd.DataFrame) -> None:
     everything = store.get(list(snapshot["user_id"]))
     pd.testing.assert_frame_equal(everything, snapshot, check_exact=True)
     # a new snapshot replaces the old values
-    changed = snapshot.assign(events_7d=snapshot["events_7d"] + 1,
-                              as_of=snapshot["as_of"] + pd.Timedelta(days=1))
+    changed = snapshot.assign(
+        events_7d=snapshot["events_7d"] + 1, as_of=snapshot["as_of"] + pd.Timedelta(days=1)
+    )
     store.write(changed)
     assert store.get(wanted[:1])["events_7d"].iloc[0] == changed["events_7d"].iloc[7]
     assert store.as_of() == AS_OF + pd.Timedelta(days=1)
 
 
 def test_json_documents_read_back_exactly_as_the_standard_library_writes_them() -> None:
-    frame = pd.DataFrame({
-        "user_id": ['u"1', "u\\2", "ü\n3", "u4", "u5", "u6"],
-        "as_of": pd.to_datetime(["2025-05-01 00:00:00", "2025-05-01 12:30:01.000250", None,
-                                 *["2025-05-01 00:00:00"] * 3], format="ISO8601").astype("datetime64[us]"),
-        "x": [0.1, 1 / 3, float("nan"), -0.0, 1e22, 5e-324],
-        "n": [0, -7, 2**62, 3, 4, 5],
-        "flag": [True, False, True, False, True, False],
-        "label": ["a,b", None, "c}", "", "é", "\t"],
-    })
+    frame = pd.DataFrame(
+        {
+            "user_id": ['u"1', "u\\2", "ü\n3", "u4", "u5", "u6"],
+            "as_of": pd.to_datetime(
+                ["2025-05-01 00:00:00", "2025-05-01 12:30:01.000250", None, *["2025-05-01 00:00:00"] * 3],
+                format="ISO8601",
+            ).astype("datetime64[us]"),
+            "x": [0.1, 1 / 3, float("nan"), -0.0, 1e22, 5e-324],
+            "n": [0, -7, 2**62, 3, 4, 5],
+            "flag": [True, False, True, False, True, False],
+            "label": ["a,b", None, "c}", "", "é", "\t"],
+        }
+    )
     ids, docs = json_documents(frame)
     assert ids == list(frame["user_id"])
     for doc, row in zip(docs, frame.to_dict("records"), strict=True):
-        expected = {k: (None if isinstance(v, float) and math.isnan(v) else
-                        None if v is pd.NaT else v.isoformat() if isinstance(v, pd.Timestamp) else v)
-                    for k, v in row.items()}
+        expected = {
+            k: (
+                None
+                if isinstance(v, float) and math.isnan(v)
+                else None
+                if v is pd.NaT
+                else v.isoformat()
+                if isinstance(v, pd.Timestamp)
+                else v
+            )
+            for k, v in row.items()
+        }
         got = json.loads(doc)
         assert got == json.loads(json.dumps(expected)), (doc, expected)
         assert [repr(got["x"])] == [repr(expected["x"])]  # the very same float, sign of zero included
@@ -107,8 +121,11 @@ def test_redis_store_round_trip(redis_url: str, snapshot: pd.DataFrame) -> None:
     assert store.as_of() == AS_OF + pd.Timedelta(days=2)
     pd.testing.assert_frame_equal(store.get(list(fewer["user_id"])), fewer.reset_index(drop=True))
     generation = json.loads(client.get("test:features:meta"))["generation"]
-    partial = [k for k in client.scan_iter("test:features:snapshot:*")
-               if client.ttl(k) > store.grace and not k.decode().endswith(generation)]
+    partial = [
+        k
+        for k in client.scan_iter("test:features:snapshot:*")
+        if client.ttl(k) > store.grace and not k.decode().endswith(generation)
+    ]
     assert len(partial) == 1 and client.hlen(partial[0]) == 14  # two batches of 7 made it
     client.flushdb()
 
@@ -125,8 +142,10 @@ class _LostAtThirdBatch:
         pipe = self.client.pipeline(*args, **kwargs)  # type: ignore[attr-defined]
         self.pipelines += 1
         if self.pipelines == 3:
+
             def lost() -> None:
                 raise redis.ConnectionError("connection lost")
+
             pipe.execute = lost
         return pipe
 

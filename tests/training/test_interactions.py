@@ -10,10 +10,15 @@ from training.interactions import InteractionWeights, build_interactions, releva
 
 def _events() -> pd.DataFrame:
     rows = [
-        ("a", "2025-01-01", "view", "x"), ("a", "2025-01-02", "add_to_cart", "x"),
-        ("a", "2025-01-02", "purchase", "x"), ("a", "2025-01-03", "view", "y"),
-        ("b", "2025-01-01", "purchase", "y"), ("b", "2025-01-05", "refund", "y"),
-        ("b", "2025-01-06", "view", "z"), ("c", "2025-01-01", "view", None), ("c", "2025-02-01", "view", "x"),
+        ("a", "2025-01-01", "view", "x"),
+        ("a", "2025-01-02", "add_to_cart", "x"),
+        ("a", "2025-01-02", "purchase", "x"),
+        ("a", "2025-01-03", "view", "y"),
+        ("b", "2025-01-01", "purchase", "y"),
+        ("b", "2025-01-05", "refund", "y"),
+        ("b", "2025-01-06", "view", "z"),
+        ("c", "2025-01-01", "view", None),
+        ("c", "2025-02-01", "view", "x"),
     ]
     frame = pd.DataFrame(rows, columns=["user_id", "ts", "event_type", "item_id"])
     frame["ts"] = pd.to_datetime(frame["ts"])
@@ -33,17 +38,35 @@ def test_weights_sum_per_cell_and_refunds_clip_at_zero() -> None:
 
 def test_time_decay_halves_at_the_half_life() -> None:
     w = InteractionWeights(view=1, add_to_cart=0, purchase=0, refund=0, half_life_days=10)
-    ev = pd.DataFrame({"user_id": ["a", "a"], "ts": pd.to_datetime(["2025-01-01", "2025-01-21"]),
-                       "event_type": ["view", "view"], "item_id": ["x", "y"]})
+    ev = pd.DataFrame(
+        {
+            "user_id": ["a", "a"],
+            "ts": pd.to_datetime(["2025-01-01", "2025-01-21"]),
+            "event_type": ["view", "view"],
+            "item_id": ["x", "y"],
+        }
+    )
     inter = build_interactions(ev, weights=w, end="2025-01-31")
     np.testing.assert_allclose(inter.matrix.toarray()[0], [0.125, 0.5], rtol=1e-6)
 
 
 def test_fixed_ids_and_windows() -> None:
     w = InteractionWeights()
-    inter = build_interactions(_events(), weights=w, start="2025-01-02", end="2025-01-04",
-                               user_ids=np.array(["b", "a"]), item_ids=np.array(["y", "x"]))
+    inter = build_interactions(
+        _events(),
+        weights=w,
+        start="2025-01-02",
+        end="2025-01-04",
+        user_ids=np.array(["b", "a"]),
+        item_ids=np.array(["y", "x"]),
+    )
     np.testing.assert_allclose(inter.matrix.toarray(), [[0, 0], [1, 8]])
-    rel = relevant_items(_events(), start="2025-01-01", end="2025-03-01", user_ids=np.array(["a", "b", "c"]),
-                         item_ids=np.array(["x", "y", "z"]), weights=w)
+    rel = relevant_items(
+        _events(),
+        start="2025-01-01",
+        end="2025-03-01",
+        user_ids=np.array(["a", "b", "c"]),
+        item_ids=np.array(["x", "y", "z"]),
+        weights=w,
+    )
     np.testing.assert_array_equal(rel.toarray(), [[1, 1, 0], [0, 0, 1], [1, 0, 0]])

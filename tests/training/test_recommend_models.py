@@ -88,8 +88,9 @@ def test_recommendations_exclude_and_rank(family: str, matrix: sp.csr_matrix) ->
 def test_personal_models_beat_chance_on_two_taste_groups(family: str, matrix: sp.csr_matrix) -> None:
     model = _fit(family, matrix)
     idx, _ = model.recommend(matrix, 5, users=np.arange(matrix.shape[0]), exclude=matrix)
-    in_group = (idx < 20) == (np.asarray(matrix[:, :20].sum(axis=1)).ravel() > np.asarray(
-        matrix[:, 20:].sum(axis=1)).ravel())[:, None]
+    in_group = (idx < 20) == (
+        np.asarray(matrix[:, :20].sum(axis=1)).ravel() > np.asarray(matrix[:, 20:].sum(axis=1)).ravel()
+    )[:, None]
     assert in_group.mean() > 0.8
 
 

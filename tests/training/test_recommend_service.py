@@ -17,8 +17,13 @@ from training.recommenders import FAMILIES
 from training.recommenders.service import Recommender
 
 AS_OF = date(2025, 4, 1)
-SMALL = {"als": {"factors": 16, "iterations": 8}, "bpr": {"factors": 16, "iterations": 30},
-         "itemknn": {"neighbors": 50}, "ease": {"l2": 50.0}, "popularity": {}}
+SMALL = {
+    "als": {"factors": 16, "iterations": 8},
+    "bpr": {"factors": 16, "iterations": 30},
+    "itemknn": {"neighbors": 50},
+    "ease": {"l2": 50.0},
+    "popularity": {},
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +39,10 @@ def recommenders(world_dir: Path) -> dict[str, Recommender]:
     w = InteractionWeights()
     inter = build_interactions(world.events, weights=w, end=AS_OF)
     seg = user_segments(world.users, inter.user_ids, segment_attribute(world.users))[0]
-    return {f: build_recommender(fit_model(f, SMALL[f], inter, seg), inter, world, AS_OF, w, {"family": f})
-            for f in FAMILIES}
+    return {
+        f: build_recommender(fit_model(f, SMALL[f], inter, seg), inter, world, AS_OF, w, {"family": f})
+        for f in FAMILIES
+    }
 
 
 def _bought(rec: Recommender, user: str) -> set[str]:
@@ -44,11 +51,23 @@ def _bought(rec: Recommender, user: str) -> set[str]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(family=st.sampled_from(sorted(FAMILIES)), user=st.integers(0, 799), k=st.integers(1, 30),
-       include=st.sets(st.integers(0, 19), max_size=4), exclude=st.sets(st.integers(0, 19), max_size=4),
-       seen=st.booleans())
-def test_filters_always_hold(recommenders: dict[str, Recommender], family: str, user: int, k: int,
-                             include: set[int], exclude: set[int], seen: bool) -> None:
+@given(
+    family=st.sampled_from(sorted(FAMILIES)),
+    user=st.integers(0, 799),
+    k=st.integers(1, 30),
+    include=st.sets(st.integers(0, 19), max_size=4),
+    exclude=st.sets(st.integers(0, 19), max_size=4),
+    seen=st.booleans(),
+)
+def test_filters_always_hold(
+    recommenders: dict[str, Recommender],
+    family: str,
+    user: int,
+    k: int,
+    include: set[int],
+    exclude: set[int],
+    seen: bool,
+) -> None:
     rec = recommenders[family]
     uid = f"u{user:06d}"
     inc = [f"c{c:02d}" for c in include] or None
@@ -84,8 +103,9 @@ def test_unknown_user_gets_the_fallback(recommenders: dict[str, Recommender], fa
 
 
 @pytest.mark.parametrize("family", ["als", "bpr", "itemknn", "ease"])
-def test_new_events_change_that_users_recommendations(recommenders: dict[str, Recommender], family: str,
-                                                      tmp_path: Path) -> None:
+def test_new_events_change_that_users_recommendations(
+    recommenders: dict[str, Recommender], family: str, tmp_path: Path
+) -> None:
     rec = Recommender.load(recommenders[family].save(tmp_path / "rec"))  # a copy: updates stay here
     sizes = np.diff(rec.history.indptr)
     light = np.flatnonzero(sizes > 0)

@@ -16,8 +16,11 @@ from training.recommend import load_recommender, train_and_register
 from training.registry import CHAMPION, default_tracking_uri
 
 AS_OF = date(2025, 5, 1)
-GRID = {"als": [{"factors": 16, "iterations": 8, "alpha": a} for a in (1.0, 4.0)],
-        "itemknn": [{"neighbors": 50}], "ease": [{"l2": 100.0}]}
+GRID = {
+    "als": [{"factors": 16, "iterations": 8, "alpha": a} for a in (1.0, 4.0)],
+    "itemknn": [{"neighbors": 50}],
+    "ease": [{"l2": 100.0}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +33,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_train_register_load_and_promote(world: Path) -> None:
     uri = default_tracking_uri(world)
-    rows = train_and_register(data_dir=world, as_of=AS_OF, horizon=30, tracking_uri=uri, kind="recommender",
-                              grid=GRID)
+    rows = train_and_register(
+        data_dir=world, as_of=AS_OF, horizon=30, tracking_uri=uri, kind="recommender", grid=GRID
+    )
     assert rows["alias"] == CHAMPION and "first recommender" in str(rows["decision"])
     for name in ("als", "itemknn", "ease", "popularity", "popularity_segment", "oracle"):
         assert f"  {name}" in rows  # every candidate and baseline, side by side
     client = mlflow.MlflowClient(tracking_uri=uri)
     parent = client.get_run(str(rows["run"]))
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     assert len(children) == 2 + 1 + 1 + 2  # each trial and baseline is a child run
     # the chosen model beats both baselines and item-item on the test window
     ndcg = {k: float(parent.data.metrics[f"test_{k}_ndcg_at_10"]) for k in ("popularity", "itemknn")}
@@ -51,8 +56,14 @@ def test_train_register_load_and_promote(world: Path) -> None:
     assert rec.meta["as_of"] == str(AS_OF) and rec.meta["family"] == chosen
     assert rec.recommend("stranger", 10).source == "fallback"
     # a forced, weaker family is scored against the champion on the same holdout and does not replace it
-    again = train_and_register(data_dir=world, as_of=AS_OF, horizon=30, tracking_uri=uri, kind="itemknn",
-                               grid={"itemknn": [{"neighbors": 5}]})
+    again = train_and_register(
+        data_dir=world,
+        as_of=AS_OF,
+        horizon=30,
+        tracking_uri=uri,
+        kind="itemknn",
+        grid={"itemknn": [{"neighbors": 5}]},
+    )
     if chosen != "itemknn":
         assert again["alias"] == "challenger" and "does not beat" in str(again["decision"])
 
@@ -63,16 +74,22 @@ def test_without_test_events_the_summary_says_so(world: Path, tmp_path: Path) ->
     folder = tmp_path / "cut"
     folder.mkdir()
     events[events["ts"] < pd.Timestamp(AS_OF)].to_parquet(folder / "events.parquet")
-    rows = train_and_register(data_dir=folder, as_of=AS_OF, horizon=30,
-                              tracking_uri=default_tracking_uri(folder), kind="als",
-                              grid={"als": [{"factors": 8, "iterations": 5}]})
+    rows = train_and_register(
+        data_dir=folder,
+        as_of=AS_OF,
+        horizon=30,
+        tracking_uri=default_tracking_uri(folder),
+        kind="als",
+        grid={"als": [{"factors": 8, "iterations": 5}]},
+    )
     assert "no test-window evaluation" in str(rows["test"])
     assert str(rows["chosen"]).startswith("als")
 
 
 @pytest.mark.slow
-def test_cli_recommend_fits_on_the_fly_then_uses_the_champion(world: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_recommend_fits_on_the_fly_then_uses_the_champion(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from userops.cli import app
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", default_tracking_uri(tmp_path))  # an empty registry
@@ -80,24 +97,59 @@ def test_cli_recommend_fits_on_the_fly_then_uses_the_champion(world: Path, tmp_p
     pd.DataFrame({"user_id": ["u000001", "u000002", "nobody"]}).to_csv(users, index=False)
     out = tmp_path / "recs.csv"
     runner = CliRunner()
-    done = runner.invoke(app, ["recommend", "--data", str(world), "--as-of", "2025-05-01",
-                               "--users", str(users), "-k", "5", "--out", str(out)])
+    done = runner.invoke(
+        app,
+        [
+            "recommend",
+            "--data",
+            str(world),
+            "--as-of",
+            "2025-05-01",
+            "--users",
+            str(users),
+            "-k",
+            "5",
+            "--out",
+            str(out),
+        ],
+    )
     assert done.exit_code == 0, done.output
     recs = pd.read_csv(out)
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
     assert recs.groupby("user_id")["rank"].apply(list).tolist() == [[1, 2, 3, 4, 5]] * 3
-    refused = runner.invoke(app, ["recommend", "--data", str(world), "--as-of", "2025-05-01",
-                                  "--users", "all", "--no-fit", "--out", str(tmp_path / "x.parquet")])
+    refused = runner.invoke(
+        app,
+        [
+            "recommend",
+            "--data",
+            str(world),
+            "--as-of",
+            "2025-05-01",
+            "--users",
+            "all",
+            "--no-fit",
+            "--out",
+            str(tmp_path / "x.parquet"),
+        ],
+    )
     assert refused.exit_code == 1
     # with a registered model (fitted as of an earlier date): histories come from the folder as of the date
     registry = default_tracking_uri(tmp_path / "registry")
     (tmp_path / "registry").mkdir()
-    train_and_register(data_dir=world, as_of=AS_OF, horizon=30, tracking_uri=registry, kind="als",
-                       grid={"als": [{"factors": 8, "iterations": 5}]})
+    train_and_register(
+        data_dir=world,
+        as_of=AS_OF,
+        horizon=30,
+        tracking_uri=registry,
+        kind="als",
+        grid={"als": [{"factors": 8, "iterations": 5}]},
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
     later = tmp_path / "later.parquet"
-    done = runner.invoke(app, ["recommend", "--data", str(world), "--as-of", "2025-05-20", "--users", "all",
-                               "--out", str(later)])
+    done = runner.invoke(
+        app,
+        ["recommend", "--data", str(world), "--as-of", "2025-05-20", "--users", "all", "--out", str(later)],
+    )
     assert done.exit_code == 0, done.output
     assert "models:/recommender@champion" in done.output
     frame = pd.read_parquet(later)

@@ -17,5 +17,12 @@ FAMILIES: dict[str, type[RecommenderModel]] = {
     "popularity": PopularityRecommender,
 }
 
-__all__ = ["FAMILIES", "ALSRecommender", "BPRRecommender", "EASERecommender", "ItemKNNRecommender",
-           "PopularityRecommender", "RecommenderModel"]
+__all__ = [
+    "FAMILIES",
+    "ALSRecommender",
+    "BPRRecommender",
+    "EASERecommender",
+    "ItemKNNRecommender",
+    "PopularityRecommender",
+    "RecommenderModel",
+]

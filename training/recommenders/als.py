@@ -17,8 +17,14 @@ from threadpoolctl import threadpool_limits
 from training.recommenders.base import RecommenderModel
 
 
-def fold_in(item_factors: np.ndarray, user_items: sp.csr_matrix, *, alpha: float,
-            regularization: float, gram: np.ndarray | None = None) -> np.ndarray:
+def fold_in(
+    item_factors: np.ndarray,
+    user_items: sp.csr_matrix,
+    *,
+    alpha: float,
+    regularization: float,
+    gram: np.ndarray | None = None,
+) -> np.ndarray:
     """Least-squares user factors for each history against fixed item factors.
 
     Solves ``(YᵀY + λI + Yᵀ(Cᵤ − I)Y) xᵤ = YᵀCᵤpᵤ`` with ``Cᵤ = alpha × row`` (``pᵤ`` = 1 where stored).
@@ -84,8 +90,13 @@ class FactorModel(RecommenderModel):
         out[known] = self.user_factors_[users[known]]
         if (~known).any():
             alpha, regularization = self._fold_in_params()
-            folded = fold_in(self._taste_factors(), user_items[np.flatnonzero(~known)], alpha=alpha,
-                             regularization=regularization, gram=self._gram())
+            folded = fold_in(
+                self._taste_factors(),
+                user_items[np.flatnonzero(~known)],
+                alpha=alpha,
+                regularization=regularization,
+                gram=self._gram(),
+            )
             if self.bias_column:
                 folded = np.hstack([folded, np.ones((len(folded), 1), dtype=np.float32)])
             out[~known] = folded
@@ -125,8 +136,15 @@ class ALSRecommender(FactorModel):
 
     family = "als"
 
-    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 1.0,
-                 iterations: int = 15, random_state: int = 0, num_threads: int = 1) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        random_state: int = 0,
+        num_threads: int = 1,
+    ) -> None:
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -138,10 +156,17 @@ class ALSRecommender(FactorModel):
         """Learn user and item factors from a users × items confidence matrix."""
         from implicit.cpu.als import AlternatingLeastSquares
 
-        self._fit_implicit(lambda: AlternatingLeastSquares(
-            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-            iterations=self.iterations, random_state=self.random_state, num_threads=self.num_threads,
-        ), user_items)
+        self._fit_implicit(
+            lambda: AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=self.num_threads,
+            ),
+            user_items,
+        )
         return self
 
     def _fold_in_params(self) -> tuple[float, float]:

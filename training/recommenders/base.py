@@ -88,8 +88,14 @@ class RecommenderModel:
         """Unit-normalised vectors whose dot products are the item-item similarities."""
         raise NotImplementedError
 
-    def recommend(self, user_items: sp.csr_matrix, n: int = 10, *, users: np.ndarray | None = None,
-                  exclude: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(
+        self,
+        user_items: sp.csr_matrix,
+        n: int = 10,
+        *,
+        users: np.ndarray | None = None,
+        exclude: sp.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` items for each row; ``exclude`` (CSR, same shape) holds items never to show."""
         scores = mask_rows(self.score(user_items, users), exclude)
         return top_k(scores, n)

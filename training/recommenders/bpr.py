@@ -28,9 +28,16 @@ class BPRRecommender(FactorModel):
     family = "bpr"
     bias_column = True
 
-    def __init__(self, factors: int = 64, learning_rate: float = 0.05, regularization: float = 0.01,
-                 iterations: int = 100, random_state: int = 0, num_threads: int = 1,
-                 fold_in_alpha: float = 1.0) -> None:
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.05,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        random_state: int = 0,
+        num_threads: int = 1,
+        fold_in_alpha: float = 1.0,
+    ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -43,10 +50,17 @@ class BPRRecommender(FactorModel):
         """Learn factors from a users × items matrix (BPR uses only which cells are positive)."""
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        self._fit_implicit(lambda: BayesianPersonalizedRanking(
-            factors=self.factors, learning_rate=self.learning_rate, regularization=self.regularization,
-            iterations=self.iterations, random_state=self.random_state, num_threads=self.num_threads,
-        ), user_items)
+        self._fit_implicit(
+            lambda: BayesianPersonalizedRanking(
+                factors=self.factors,
+                learning_rate=self.learning_rate,
+                regularization=self.regularization,
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=self.num_threads,
+            ),
+            user_items,
+        )
         return self
 
     def _fold_in_params(self) -> tuple[float, float]:

@@ -33,8 +33,9 @@ class ItemKNNRecommender(RecommenderModel):
     family = "itemknn"
     learned = ("similarity_",)
 
-    def __init__(self, neighbors: int | None = 100, shrink: float = 0.0, binary: bool = False,
-                 max_items: int = 30_000) -> None:
+    def __init__(
+        self, neighbors: int | None = 100, shrink: float = 0.0, binary: bool = False, max_items: int = 30_000
+    ) -> None:
         self.neighbors = neighbors
         self.shrink = shrink
         self.binary = binary

@@ -27,8 +27,9 @@ class RecommenderPyfunc(PythonModel):
         """Read the saved recommender from the logged artifacts."""
         self.recommender = Recommender.load(context.artifacts["recommender"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-                ) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Top-k rows for each ``user_id`` of ``model_input``."""
         k = int((params or {}).get("k", 10))
         return self.recommender.recommend_frame(model_input["user_id"].astype(str), k)

@@ -60,13 +60,24 @@ class Recommender:
         histories_replaced: ``history`` is not what the model was fitted on (see :meth:`with_history`).
     """
 
-    def __init__(self, *, model: RecommenderModel, fallback: PopularityRecommender,
-                 history: sp.csr_matrix, bought: sp.csr_matrix, user_ids: np.ndarray, item_ids: np.ndarray,
-                 weights: InteractionWeights,
-                 user_segment: np.ndarray | None = None, segment_names: list[str] | None = None,
-                 item_category: np.ndarray | None = None, category_names: list[str] | None = None,
-                 available: np.ndarray | None = None, meta: Mapping[str, Any] | None = None,
-                 histories_replaced: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        model: RecommenderModel,
+        fallback: PopularityRecommender,
+        history: sp.csr_matrix,
+        bought: sp.csr_matrix,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        weights: InteractionWeights,
+        user_segment: np.ndarray | None = None,
+        segment_names: list[str] | None = None,
+        item_category: np.ndarray | None = None,
+        category_names: list[str] | None = None,
+        available: np.ndarray | None = None,
+        meta: Mapping[str, Any] | None = None,
+        histories_replaced: bool = False,
+    ) -> None:
         self.model = model
         self.fallback = fallback
         self.history = sp.csr_matrix(history, dtype=np.float32)
@@ -75,11 +86,13 @@ class Recommender:
         self.item_ids = np.asarray(item_ids).astype(str)
         self.weights = weights
         n_users, n_items = len(self.user_ids), len(self.item_ids)
-        self.user_segment = (np.full(n_users, -1, np.int64) if user_segment is None
-                             else np.asarray(user_segment))
+        self.user_segment = (
+            np.full(n_users, -1, np.int64) if user_segment is None else np.asarray(user_segment)
+        )
         self.segment_names = list(segment_names or [])
-        self.item_category = (np.full(n_items, -1, np.int64) if item_category is None
-                              else np.asarray(item_category))
+        self.item_category = (
+            np.full(n_items, -1, np.int64) if item_category is None else np.asarray(item_category)
+        )
         self.category_names = list(category_names or [])
         self.available = np.ones(n_items, bool) if available is None else np.asarray(available, bool)
         self.meta = dict(meta or {})
@@ -95,26 +108,44 @@ class Recommender:
         """Rows the model may use its learned user state for (none once histories were replaced)."""
         return np.full(len(users), -1) if self._stale else users
 
-    def with_history(self, history: sp.csr_matrix, bought: sp.csr_matrix, user_ids: np.ndarray,
-                     user_segment: np.ndarray) -> Recommender:
+    def with_history(
+        self, history: sp.csr_matrix, bought: sp.csr_matrix, user_ids: np.ndarray, user_segment: np.ndarray
+    ) -> Recommender:
         """The same model over other histories (e.g. events up to a later date), in this item space.
 
         Factor models then fold every user in from the new history instead of using trained factors.
         """
-        return Recommender(model=self.model, fallback=self.fallback, history=history, bought=bought,
-                           user_ids=user_ids, item_ids=self.item_ids, weights=self.weights,
-                           user_segment=user_segment, segment_names=self.segment_names,
-                           item_category=self.item_category, category_names=self.category_names,
-                           available=self.available, meta=self.meta, histories_replaced=True)
+        return Recommender(
+            model=self.model,
+            fallback=self.fallback,
+            history=history,
+            bought=bought,
+            user_ids=user_ids,
+            item_ids=self.item_ids,
+            weights=self.weights,
+            user_segment=user_segment,
+            segment_names=self.segment_names,
+            item_category=self.item_category,
+            category_names=self.category_names,
+            available=self.available,
+            meta=self.meta,
+            histories_replaced=True,
+        )
 
     # ------------------------------------------------------------------ single user
     def _row(self, u: int) -> sp.csr_matrix:
         lo, hi = self.history.indptr[u], self.history.indptr[u + 1]
-        return sp.csr_matrix((self.history.data[lo:hi], self.history.indices[lo:hi], [0, hi - lo]),
-                             shape=(1, len(self.item_ids)))
+        return sp.csr_matrix(
+            (self.history.data[lo:hi], self.history.indices[lo:hi], [0, hi - lo]),
+            shape=(1, len(self.item_ids)),
+        )
 
-    def _penalty(self, exclude_unavailable: bool, include_categories: Iterable[str] | None,
-                 exclude_categories: Iterable[str] | None) -> np.ndarray:
+    def _penalty(
+        self,
+        exclude_unavailable: bool,
+        include_categories: Iterable[str] | None,
+        exclude_categories: Iterable[str] | None,
+    ) -> np.ndarray:
         pen = self._unavailable.copy() if exclude_unavailable else np.zeros(len(self.item_ids), np.float32)
         if include_categories is not None:
             codes = [self._category_index[c] for c in include_categories if c in self._category_index]
@@ -129,16 +160,19 @@ class Recommender:
         u = self._user_index.get(user_id, -1)
         return user_id in self._live or (u >= 0 and self.history.indptr[u + 1] > self.history.indptr[u])
 
-    def _user_scores(self, user_id: str, segment: str | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    def _user_scores(
+        self, user_id: str, segment: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         """Raw scores of every item for one user, their seen and bought columns, and the source."""
         u = self._user_index.get(user_id, -1)
         live = self._live.get(user_id)
         if live is not None:
             cells, bought_set = live
             idx = np.fromiter(cells.keys(), np.int64, len(cells))
-            row = sp.csr_matrix((np.fromiter(cells.values(), np.float32, len(cells)), idx, [0, len(idx)]),
-                                shape=(1, len(self.item_ids)))
+            row = sp.csr_matrix(
+                (np.fromiter(cells.values(), np.float32, len(cells)), idx, [0, len(idx)]),
+                shape=(1, len(self.item_ids)),
+            )
             scores = self.model.score(row, np.array([-1]))[0]
             return scores, idx, np.fromiter(bought_set, np.int64, len(bought_set)), "model"
         if u >= 0 and self.history.indptr[u + 1] > self.history.indptr[u]:
@@ -151,10 +185,19 @@ class Recommender:
         empty = np.zeros(0, np.int64)
         return scores, empty, empty, "fallback"
 
-    def recommend(self, user_id: str, k: int = 10, *, exclude_bought: bool = True, exclude_seen: bool = False,
-                  exclude_unavailable: bool = True, include_categories: Iterable[str] | None = None,
-                  exclude_categories: Iterable[str] | None = None, exclude_items: Iterable[str] = (),
-                  segment: str | None = None) -> Recommendations:
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        exclude_bought: bool = True,
+        exclude_seen: bool = False,
+        exclude_unavailable: bool = True,
+        include_categories: Iterable[str] | None = None,
+        exclude_categories: Iterable[str] | None = None,
+        exclude_items: Iterable[str] = (),
+        segment: str | None = None,
+    ) -> Recommendations:
         """Top ``k`` items for one user, filters applied; unknown users get the popularity fallback.
 
         Args:
@@ -183,9 +226,15 @@ class Recommender:
                 scores[j] = -np.inf
         return self._listing(scores, k, source)
 
-    def similar_items(self, item_id: str, k: int = 10, *, exclude_unavailable: bool = True,
-                      include_categories: Iterable[str] | None = None,
-                      exclude_categories: Iterable[str] | None = None) -> Recommendations:
+    def similar_items(
+        self,
+        item_id: str,
+        k: int = 10,
+        *,
+        exclude_unavailable: bool = True,
+        include_categories: Iterable[str] | None = None,
+        exclude_categories: Iterable[str] | None = None,
+    ) -> Recommendations:
         """The ``k`` items most similar to ``item_id`` by the model; an unknown item gets the global list."""
         j = self._item_index.get(item_id)
         pen = self._penalty(exclude_unavailable, include_categories, exclude_categories)
@@ -237,12 +286,20 @@ class Recommender:
             del cells[j]
 
     # ------------------------------------------------------------------ batch
-    def recommend_batch(self, user_ids: Iterable[str], k: int = 10, *, exclude_bought: bool = True,
-                        exclude_seen: bool = False, exclude_unavailable: bool = True,
-                        include_categories: Iterable[str] | None = None,
-                        exclude_categories: Iterable[str] | None = None,
-                        exclude: sp.csr_matrix | None = None, segments: Iterable[str | None] | None = None,
-                        block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_batch(
+        self,
+        user_ids: Iterable[str],
+        k: int = 10,
+        *,
+        exclude_bought: bool = True,
+        exclude_seen: bool = False,
+        exclude_unavailable: bool = True,
+        include_categories: Iterable[str] | None = None,
+        exclude_categories: Iterable[str] | None = None,
+        exclude: sp.csr_matrix | None = None,
+        segments: Iterable[str | None] | None = None,
+        block: int = 4096,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` item indices and scores for many users at once (``-1`` pads a list cut by filters).
 
         Args:
@@ -273,7 +330,7 @@ class Recommender:
             codes = [self._segment_index.get(str(s), -1) if s is not None else -1 for s in segments]
             given_seg = np.array(codes, dtype=np.int64)
         for lo in range(0, len(ids), block):
-            r = rows[lo:lo + block]
+            r = rows[lo : lo + block]
             safe = np.maximum(r, 0)
             hist = self.history[safe]
             known = (r >= 0) & (has_history[safe] > 0)
@@ -283,7 +340,7 @@ class Recommender:
                 scores[kn] = self.model.score(hist[kn], self._model_rows(r[kn]))
             if (~known).any():
                 un = np.flatnonzero(~known)
-                seg = np.where(r[un] >= 0, self.user_segment[safe[un]], given_seg[lo:lo + block][un])
+                seg = np.where(r[un] >= 0, self.user_segment[safe[un]], given_seg[lo : lo + block][un])
                 scores[un] = self.fallback.segment_scores(seg)
             scores += pen
             zero_unknown = sp.diags((r >= 0).astype(np.float32))
@@ -292,8 +349,8 @@ class Recommender:
             if exclude_seen:
                 mask_rows(scores, zero_unknown @ hist)
             if exclude is not None:
-                mask_rows(scores, sp.csr_matrix(exclude[lo:lo + block]))
-            for j in [j for j, u in enumerate(ids[lo:lo + block]) if u in self._live]:
+                mask_rows(scores, sp.csr_matrix(exclude[lo : lo + block]))
+            for j in [j for j, u in enumerate(ids[lo : lo + block]) if u in self._live]:
                 raw, seen, bought_idx, _ = self._user_scores(ids[lo + j])
                 scores[j] = raw + pen
                 scores[j, bought_idx if exclude_bought else []] = -np.inf
@@ -302,8 +359,8 @@ class Recommender:
                     extra = exclude[lo + j]
                     scores[j, extra.indices] = -np.inf
             idx, val = top_k(scores, k)
-            out_idx[lo:lo + len(r)] = np.where(np.isfinite(val), idx, -1)
-            out_val[lo:lo + len(r)] = val
+            out_idx[lo : lo + len(r)] = np.where(np.isfinite(val), idx, -1)
+            out_val[lo : lo + len(r)] = val
         return out_idx, out_val
 
     def recommend_frame(self, user_ids: Iterable[str], k: int = 10, **filters: Any) -> pd.DataFrame:
@@ -312,12 +369,14 @@ class Recommender:
         idx, val = self.recommend_batch(ids, k, **filters)
         keep = idx >= 0
         rank = np.broadcast_to(np.arange(1, idx.shape[1] + 1), idx.shape)
-        return pd.DataFrame({
-            "user_id": np.repeat(ids, idx.shape[1]).reshape(idx.shape)[keep],
-            "rank": rank[keep].astype(np.int64),
-            "item_id": self.item_ids[idx[keep]],
-            "score": val[keep].astype(np.float64),
-        })
+        return pd.DataFrame(
+            {
+                "user_id": np.repeat(ids, idx.shape[1]).reshape(idx.shape)[keep],
+                "rank": rank[keep].astype(np.int64),
+                "item_id": self.item_ids[idx[keep]],
+                "score": val[keep].astype(np.float64),
+            }
+        )
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> Path:
@@ -326,13 +385,25 @@ class Recommender:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save(folder / "model.npz")
         self.fallback.save(folder / "fallback.npz")
-        np.savez(folder / "state.npz", user_ids=self.user_ids, item_ids=self.item_ids,
-                 history_data=self.history.data, history_indices=self.history.indices,
-                 history_indptr=self.history.indptr, bought_indices=self.bought.indices,
-                 bought_indptr=self.bought.indptr, user_segment=self.user_segment,
-                 item_category=self.item_category, available=self.available)
-        meta = {"weights": self.weights.to_dict(), "segment_names": self.segment_names,
-                "category_names": self.category_names, "meta": self.meta}
+        np.savez(
+            folder / "state.npz",
+            user_ids=self.user_ids,
+            item_ids=self.item_ids,
+            history_data=self.history.data,
+            history_indices=self.history.indices,
+            history_indptr=self.history.indptr,
+            bought_indices=self.bought.indices,
+            bought_indptr=self.bought.indptr,
+            user_segment=self.user_segment,
+            item_category=self.item_category,
+            available=self.available,
+        )
+        meta = {
+            "weights": self.weights.to_dict(),
+            "segment_names": self.segment_names,
+            "category_names": self.category_names,
+            "meta": self.meta,
+        }
         (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         return folder
 
@@ -346,12 +417,25 @@ class Recommender:
         assert isinstance(fallback, PopularityRecommender)
         with np.load(folder / "state.npz", allow_pickle=False) as s:
             shape = (len(s["user_ids"]), len(s["item_ids"]))
-            history = sp.csr_matrix((s["history_data"], s["history_indices"], s["history_indptr"]),
-                                    shape=shape)
-            bought = sp.csr_matrix((np.ones(len(s["bought_indices"]), np.float32), s["bought_indices"],
-                                    s["bought_indptr"]), shape=shape)
-            return cls(model=model, fallback=fallback, history=history, bought=bought, user_ids=s["user_ids"],
-                       item_ids=s["item_ids"], weights=InteractionWeights(**meta["weights"]),
-                       user_segment=s["user_segment"], segment_names=meta["segment_names"],
-                       item_category=s["item_category"], category_names=meta["category_names"],
-                       available=s["available"], meta=meta["meta"])
+            history = sp.csr_matrix(
+                (s["history_data"], s["history_indices"], s["history_indptr"]), shape=shape
+            )
+            bought = sp.csr_matrix(
+                (np.ones(len(s["bought_indices"]), np.float32), s["bought_indices"], s["bought_indptr"]),
+                shape=shape,
+            )
+            return cls(
+                model=model,
+                fallback=fallback,
+                history=history,
+                bought=bought,
+                user_ids=s["user_ids"],
+                item_ids=s["item_ids"],
+                weights=InteractionWeights(**meta["weights"]),
+                user_segment=s["user_segment"],
+                segment_names=meta["segment_names"],
+                item_category=s["item_category"],
+                category_names=meta["category_names"],
+                available=s["available"],
+                meta=meta["meta"],
+            )
