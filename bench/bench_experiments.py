@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record  # noqa: E402
+from _common import record
 
-from experiments.assignment import Design, Holdout, assign, assign_many  # noqa: E402
-from experiments.exposures import Exposure, ExposureLog  # noqa: E402
+from experiments.assignment import Design, Holdout, assign, assign_many
+from experiments.exposures import Exposure, ExposureLog
 
 
 def best_rate(work: Callable[[], int], repeats: int = 3) -> float:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record, run_child  # noqa: E402
+from _common import record, run_child
 
 BENCH_DIR = str(Path(__file__).resolve().parent)
 _CHILD = """

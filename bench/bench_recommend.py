@@ -25,10 +25,10 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import record  # noqa: E402
+from _common import record
 
 
-def _median_ms(fn, calls: list) -> float:  # noqa: ANN001
+def _median_ms(fn, calls: list) -> float:
     times = []
     for arg in calls:
         started = time.perf_counter()

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record, run_child  # noqa: E402
+from _common import record, run_child
 
 
 def main(users: int = 100_000, days: int = 365) -> None:

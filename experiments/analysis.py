@@ -219,7 +219,7 @@ def analyze_units(
     if shares is not None:
         variants += sorted(set(shares) - set(variants))
     counts = {v: int((units["variant"] == v).sum()) for v in variants}
-    expected = {v: float(shares.get(v, 0.0)) for v in variants} if shares else {v: 1.0 for v in variants}
+    expected = {v: float(shares.get(v, 0.0)) for v in variants} if shares else dict.fromkeys(variants, 1.0)
     total_share = sum(expected.values())
     expected = {v: s / total_share for v, s in expected.items()}
     srm = stats.srm_p_value(counts=np.array(list(counts.values())), shares=np.array(list(expected.values())))

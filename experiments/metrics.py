@@ -119,7 +119,7 @@ def read_table(data_dir: str | Path, name: str) -> pd.DataFrame:
     if parquet.exists():
         frame = pd.read_parquet(parquet)
     elif csv.exists():
-        frame = pd.read_csv(csv, dtype={column: str for column in ids})
+        frame = pd.read_csv(csv, dtype=dict.fromkeys(ids, str))
     else:
         raise DataError(f"no {name} table in {folder} (expected {name}.parquet or {name}.csv)")
     missing = [column for column in REQUIRED.get(name, []) if column not in frame.columns]

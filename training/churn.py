@@ -77,7 +77,7 @@ def new_model(kind: str, seed: int = 0, **params: object) -> RiskModel:
     """An unfitted model of ``kind`` with its feature list and monotone constraints on recency."""
     spec = spec_for(kind)
     features, categorical = feature_list(kind)
-    monotone = {c: spec.sign for c in RECENCY_FEATURES}
+    monotone = dict.fromkeys(RECENCY_FEATURES, spec.sign)
     return RiskModel(features=features, categorical=categorical, monotone=monotone, seed=seed, **params)  # type: ignore[arg-type]
 
 

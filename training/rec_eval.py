@@ -87,7 +87,7 @@ def ranking_metrics(
         f"ndcg_at_{k}": float((dcg / idcg).mean()),
         f"map_at_{k}": float(ap.mean()),
         f"coverage_at_{k}": float(coverage),
-        "users": int(len(users)),
+        "users": len(users),
     }
 
 

@@ -63,10 +63,10 @@ class BruteForce:
             if metric == "conversion" and kind == "purchase":
                 total = 1.0
             elif (
-                metric == "revenue"
-                and kind == "purchase"
-                or metric == "net_revenue"
-                and kind in ("purchase", "refund")
+                (metric == "revenue"
+                and kind == "purchase")
+                or (metric == "net_revenue"
+                and kind in ("purchase", "refund"))
             ):
                 total += amount
             elif metric == "orders" and kind == "purchase":

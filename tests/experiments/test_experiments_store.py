@@ -130,7 +130,7 @@ def test_concurrent_layer_allocations_do_not_overlap(store: ExperimentStore) -> 
     def create(i: int) -> None:
         try:
             store.create(ab(f"x{i}", layer="busy"), layer_share=0.1)
-        except Exception as error:  # noqa: BLE001 - collected and asserted below
+        except Exception as error:
             errors.append(error)
 
     threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]

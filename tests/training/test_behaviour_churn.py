@@ -24,7 +24,7 @@ def test_more_recent_activity_never_raises_risk(users: pd.DataFrame, sign: int) 
     (x, y), (xv, yv) = feature_frame(6000, 7), feature_frame(3000, 8)
     if sign < 0:  # propensity: the outcome is the opposite, and constraints flip
         y, yv = 1 - y, 1 - yv
-    model = RiskModel(monotone={c: sign for c in RECENCY_FEATURES}, seed=1).fit(x, y, xv, yv)
+    model = RiskModel(monotone=dict.fromkeys(RECENCY_FEATURES, sign), seed=1).fit(x, y, xv, yv)
     base = model.predict_proba(users)
     for days in (1, 5, 20, 60):
         for columns in (["days_since_last_event"], ["days_since_last_purchase"], list(RECENCY_FEATURES)):

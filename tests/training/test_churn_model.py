@@ -15,7 +15,7 @@ from training.evaluate import binary_metrics
 from training.registry import default_tracking_uri, use_experiment
 from training.risk_model import RECENCY_FEATURES, RiskModel
 
-MONOTONE = {c: 1 for c in RECENCY_FEATURES}
+MONOTONE = dict.fromkeys(RECENCY_FEATURES, 1)
 
 
 def feature_frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:

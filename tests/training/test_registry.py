@@ -14,7 +14,7 @@ class _Constant(mlflow.pyfunc.PythonModel):
     def __init__(self, value: float) -> None:
         self.value = value
 
-    def predict(self, context, model_input: pd.DataFrame, params=None):  # noqa: ANN001
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         return [self.value] * len(model_input)
 
 
