@@ -22,6 +22,14 @@ def default_tracking_uri(data_dir: str | Path) -> str:
     return f"sqlite:///{(Path(data_dir).resolve() / 'mlflow.db')}"
 
 
+def connect(tracking_uri: str) -> None:
+    """Point MLflow's tracking and registry at ``tracking_uri``: the one place its global URI is set."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+
 def use_experiment(tracking_uri: str, name: str, artifact_root: str | Path | None = None) -> str:
     """Point MLflow at ``tracking_uri`` and the experiment ``name`` (created if missing).
 
@@ -36,8 +44,7 @@ def use_experiment(tracking_uri: str, name: str, artifact_root: str | Path | Non
     """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    connect(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -89,7 +96,7 @@ def promote(
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    connect(tracking_uri)
     version = mlflow.register_model(model_uri, name).version
     champion = None
     try:

@@ -6,27 +6,32 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from experiments.errors import ExperimentsError
+from features.errors import FeaturesError
+from training.errors import TrainingError
+
 console = Console(stderr=True)
 """Progress and summaries go to stderr, so stdout stays clean for data (``--json``)."""
 
 
-def as_of_date(text: str) -> date:
-    """Parse an ``--as-of`` value.
+class UsageError(Exception):
+    """A command was given options that cannot work together (said in one line, exit code 1)."""
 
-    Raises:
-        ValueError: It is not a date ``YYYY-MM-DD``, said in one line.
-    """
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"--as-of {text!r} is not a date YYYY-MM-DD") from exc
+
+EXPECTED: tuple[type[Exception], ...] = (
+    UsageError,
+    FeaturesError,
+    TrainingError,
+    ExperimentsError,
+    FileNotFoundError,
+)
+"""The failures that are the user's to fix. Anything else is a bug and keeps its traceback."""
 
 
 def fail(message: str) -> NoReturn:
@@ -37,7 +42,7 @@ def fail(message: str) -> NoReturn:
 
 @contextmanager
 def step(what: str) -> Iterator[float]:
-    """Run a command's work: expected failures become one line, never a traceback.
+    """Run a command's work: the named errors of :data:`EXPECTED` become one line and exit code 1.
 
     Yields:
         The start time (``time.perf_counter()``), for the summary.
@@ -47,7 +52,7 @@ def step(what: str) -> Iterator[float]:
         yield started
     except typer.Exit:
         raise
-    except (ValueError, KeyError, FileNotFoundError, OSError, RuntimeError) as exc:
+    except EXPECTED as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         fail(f"{what}: {text}")
     except KeyboardInterrupt:  # pragma: no cover
