@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from userops import cmd_churn, cmd_data, cmd_experiments, cmd_features, cmd_recommend, cmd_train
+
 app = typer.Typer(
     name="userops",
     help="Churn risk, win-back lists, recommendations, next-best offers and A/B experiments.",
@@ -12,27 +14,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Each stage lives in its own module and registers itself here (keep this list sorted).
-from userops import cmd_data  # noqa: E402
+COMMANDS = (cmd_data, cmd_features, cmd_train, cmd_churn, cmd_recommend, cmd_experiments)
+"""Every command module, in the order ``--help`` lists them; each adds its commands with ``register``."""
 
-cmd_data.register(app)
-from userops import cmd_features  # noqa: E402
-
-cmd_features.register(app)
-from userops import experiments_cli  # noqa: E402
-
-app.add_typer(experiments_cli.app, name="experiments")
-
-from userops import cmd_train  # noqa: E402
-
-cmd_train.register(app)
-from userops import cmd_churn  # noqa: E402
-
-cmd_churn.register(app)
-
-from userops import cmd_recommend  # noqa: E402
-
-cmd_recommend.register(app)
+for module in COMMANDS:
+    module.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

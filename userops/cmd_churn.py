@@ -7,14 +7,12 @@ from typing import Annotated
 
 import typer
 
-from userops.console import as_of_date, console, step, summary
+from serving.settings import Settings
+from userops.console import console, step, summary
+from userops.options import AsOfOpt, DataOpt, OutOpt
 
 score_app = typer.Typer(help="Score users with a registered model.", no_args_is_help=True)
 
-DataOpt = Annotated[Path, typer.Option("--data", help="Data folder (events, users, ...).")]
-AsOfOpt = Annotated[
-    str, typer.Option("--as-of", help="Scoring date YYYY-MM-DD: only events before it are read.")
-]
 HorizonOpt = Annotated[int, typer.Option("--horizon", min=1, help="Days ahead the value at stake covers.")]
 LookbackOpt = Annotated[
     int, typer.Option("--lookback", min=1, help="Population: users active in these many days.")
@@ -44,7 +42,7 @@ def _warn_drift(drifted: list[str]) -> None:
 def score_churn(
     data: DataOpt,
     as_of: AsOfOpt,
-    out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
+    out: OutOpt,
     lookback: LookbackOpt = 365,
 ) -> None:
     """Churn risk for every user active in the look-back: user_id, churn_risk, lifecycle_stage, reasons.
@@ -54,16 +52,14 @@ def score_churn(
     propensity champion exists, purchase_propensity). churn_risk is a calibrated probability of no activity
     within the model's horizon. Warns by name about features whose distribution moved since training.
     """
-    from userops.cmd_train import tracking_uri_for
     from userops.pipeline import score_outputs
 
     _quiet_mlflow()
     with step("score churn") as started:
-        target = as_of_date(as_of)
-        uri = tracking_uri_for(data)
+        uri = Settings().tracking_uri_for(data)
         with console.status("features, scores and reasons"):
             scores, _, drifted, drift = score_outputs(
-                data, target, tracking_uri=uri, horizon=90, lookback=lookback
+                data, as_of, tracking_uri=uri, horizon=90, lookback=lookback
             )
         from features.contract import write_table
 
@@ -88,7 +84,7 @@ def score_churn(
 def winback(
     data: DataOpt,
     as_of: AsOfOpt,
-    out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
+    out: OutOpt,
     top: Annotated[int | None, typer.Option("--top", min=1, help="Keep the first N users.")] = None,
     segment: Annotated[
         str | None,
@@ -110,17 +106,15 @@ def winback(
     rfm_segment, reasons, offer_id (empty until the next-best-offer model lands).
     """
     from features.contract import write_table
-    from userops.cmd_train import tracking_uri_for
     from userops.pipeline import score_outputs
 
     _quiet_mlflow()
     with step("winback") as started:
-        target = as_of_date(as_of)
-        uri = tracking_uri_for(data)
+        uri = Settings().tracking_uri_for(data)
         with console.status("scores, value at stake and ranking"):
             _, listing, drifted, _ = score_outputs(
                 data,
-                target,
+                as_of,
                 tracking_uri=uri,
                 horizon=horizon,
                 lookback=lookback,
@@ -145,9 +139,7 @@ def winback(
 
 def pipeline(
     data: DataOpt,
-    as_of: Annotated[
-        str, typer.Option("--as-of", help="Target date YYYY-MM-DD: everything uses events before it.")
-    ],
+    as_of: AsOfOpt,
     horizon: Annotated[int, typer.Option("--horizon", min=1, help="Label window in days.")] = 90,
     lookback: LookbackOpt = 365,
 ) -> None:
@@ -157,17 +149,15 @@ def pipeline(
     and registered versions (MLFLOW_TRACKING_URI or DATA/mlflow.db; champion moves only when beaten on the
     same holdout), DATA/scores/churn_as_of=DATE.csv and DATA/winback/winback_as_of=DATE.csv.
     """
-    from userops.cmd_train import tracking_uri_for
     from userops.pipeline import run_pipeline
 
     _quiet_mlflow()
     with step("pipeline") as started:
-        target = as_of_date(as_of)
-        uri = tracking_uri_for(data)
+        uri = Settings().tracking_uri_for(data)
         with console.status("pipeline") as status:
             report = run_pipeline(
                 data,
-                target,
+                as_of,
                 tracking_uri=uri,
                 horizon=horizon,
                 lookback=lookback,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from userops.console import step, summary
+from userops.console import UsageError, step, summary
 
 
 def simulate(
@@ -65,7 +65,7 @@ def ingest(
 
     with step("ingest") as started:
         if preset is None and not map_ and event_type is None:
-            raise ValueError("give --preset online-retail or --map user_id=COL,ts=COL,event_type=COL")
+            raise UsageError("give --preset online-retail or --map user_id=COL,ts=COL,event_type=COL")
         report = run(
             events,
             out,

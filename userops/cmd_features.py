@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from serving.settings import Settings
 from userops.console import console, step, summary
+from userops.options import DataOpt, parse_as_of
 
 
 def features(
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data", help="Data folder (events required; users, items, offers, exposures used when present)."
-        ),
-    ],
+    data: DataOpt,
     as_of: Annotated[
-        list[str], typer.Option("--as-of", help="As-of date YYYY-MM-DD (UTC); repeat for more.")
+        list[date],
+        typer.Option(
+            "--as-of", parser=parse_as_of, metavar="YYYY-MM-DD", help="As-of date (UTC); repeat for more."
+        ),
     ],
     out: Annotated[
         Path | None, typer.Option("--out", help="Snapshot folder (default DATA/features).")
@@ -33,8 +34,7 @@ def features(
         str | None,
         typer.Option(
             "--redis-url",
-            envvar="USEROPS_REDIS_URL",
-            help="Online store in Redis instead of DATA/online/features.sqlite.",
+            help="Online store in Redis (default USEROPS_REDIS_URL, else DATA/online/features.sqlite).",
         ),
     ] = None,
 ) -> None:
@@ -50,6 +50,7 @@ def features(
     from features.store import OnlineStore, RedisStore, default_store
 
     with step("features") as started:
+        redis_url = redis_url or Settings().redis_url
         store: OnlineStore = RedisStore.from_url(redis_url) if redis_url else default_store(data)
         target = out if out is not None else data / "features"
         shapes: list[tuple[int, int]] = []

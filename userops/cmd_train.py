@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import os
+from datetime import date
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from userops.console import as_of_date, step, summary
+from serving.settings import Settings
+from userops.console import UsageError, step, summary
+from userops.options import AsOfOpt, DataOpt, HorizonOpt
+
+if TYPE_CHECKING:
+    from training.results import TrainOutcome
 
 
 class Kind(StrEnum):
@@ -19,41 +23,65 @@ class Kind(StrEnum):
     offers = "offers"
 
 
-def tracking_uri_for(data: Path) -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else the embedded SQLite store in the data folder."""
-    from training.registry import default_tracking_uri
+def _shown(value: object) -> str:
+    """A fact as a person reads it: dates as dates, lists joined, fractions to three places."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_shown(v) for v in value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(data)
+
+def outcome_rows(outcome: TrainOutcome) -> dict[str, object]:
+    """The summary of a training run: what it was fitted on, every model's holdout metrics, the decision."""
+    rows: dict[str, object] = {key.replace("_", " "): _shown(value) for key, value in outcome.facts.items()}
+    for name, metrics in outcome.metrics.iterrows():
+        rows[f"holdout {name}"] = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+    rows.update(
+        {
+            "run": outcome.run_id,
+            "version": outcome.version,
+            "alias": outcome.alias,
+            "decision": outcome.decision,
+        }
+    )
+    return rows
 
 
 def train(
     kind: Annotated[Kind, typer.Argument(help="Which model to train.")],
-    data: Annotated[Path, typer.Option("--data", help="Data folder (events, users, items, offers).")],
-    as_of: Annotated[
-        str, typer.Option("--as-of", help="Target date YYYY-MM-DD: training uses events before it.")
-    ],
-    horizon: Annotated[int, typer.Option("--horizon", min=1, help="Label window in days.")] = 90,
+    data: DataOpt,
+    as_of: AsOfOpt,
+    horizon: HorizonOpt = 90,
 ) -> None:
     """Train one model kind as of a date, evaluate it beside its baselines, log and register it in MLflow.
 
     Reads the data folder (events before --as-of only). Writes an MLflow run (parameters, data window,
-    metrics of the model and the baselines, plots) to MLFLOW_TRACKING_URI or DATA/mlflow.db, registers the
-    model and moves the alias `champion` to it only if it beats the current champion on the same holdout
-    (otherwise it becomes `challenger`, and the summary says why).
+    metrics of the model and the baselines, plots) to USEROPS_TRACKING_URI / MLFLOW_TRACKING_URI or
+    DATA/mlflow.db, registers the model and moves the alias `champion` to it only if it beats the current
+    champion on the same holdout (otherwise it becomes `challenger`, and the summary says why).
     """
     with step(f"train {kind.value}") as started:
-        target = as_of_date(as_of)
-        uri = tracking_uri_for(data)
+        uri = Settings().tracking_uri_for(data)
         if kind in (Kind.churn, Kind.propensity):
-            from training import churn as trainer
+            from training.churn import train_and_register
+
+            outcome = train_and_register(
+                data_dir=data, as_of=as_of, horizon=horizon, tracking_uri=uri, kind=kind.value
+            )
         elif kind is Kind.recommender:
-            from training import recommend as trainer  # type: ignore[no-redef]
+            from training.recommend import train_and_register as train_recommender
+
+            outcome = train_recommender(
+                data_dir=data, as_of=as_of, horizon=horizon, tracking_uri=uri, kind=kind.value
+            )
         else:
-            raise ValueError("offers: the next-best-offer model is not built yet (see the offers issue)")
-        rows = trainer.train_and_register(
-            data_dir=data, as_of=target, horizon=horizon, tracking_uri=uri, kind=kind.value
-        )
-        summary(f"train {kind.value}", {**rows, "tracking": uri}, started)
+            raise UsageError("offers: the next-best-offer model is not built yet")
+        summary(f"train {kind.value}", {**outcome_rows(outcome), "tracking": uri}, started)
 
 
 def register(app: typer.Typer) -> None:
