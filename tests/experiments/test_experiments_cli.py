@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from experiments.analysis import analyze
 from experiments.exposures import ExposureLog
 from experiments.metrics import read_table
-from userops.experiments_cli import app
+from userops.cmd_experiments import app
 
 runner = CliRunner()
 

@@ -409,5 +409,6 @@ def analyze(
             _note(f"report written to {html_file}")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
+def register(main: typer.Typer) -> None:
+    """Add the ``experiments`` command group to the CLI."""
+    main.add_typer(app, name="experiments")
