@@ -15,6 +15,7 @@ from training.recommenders import (
     ItemKNNRecommender,
     PopularityRecommender,
     RecommenderModel,
+    load_model,
 )
 from training.recommenders.base import top_k
 
@@ -54,8 +55,10 @@ def test_init_stores_only_hyperparameters_and_fit_returns_self(family: str, matr
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_save_load_gives_the_same_recommendations(family: str, matrix: sp.csr_matrix, tmp_path: Path) -> None:
     model = _fit(family, matrix)
-    loaded = RecommenderModel.load(model.save(tmp_path / "m.npz"))
+    path = model.save(tmp_path / "m.npz")
+    loaded = load_model(path)
     assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    assert type(model).load(path).get_params() == model.get_params()  # the family's own reader
     rows = np.arange(30)
     for users in (rows, None):  # learned user state, and scoring from the history alone
         a = model.recommend(matrix[rows], 10, users=users, exclude=matrix[rows])
@@ -63,6 +66,12 @@ def test_save_load_gives_the_same_recommendations(family: str, matrix: sp.csr_ma
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_allclose(a[1], b[1])
     np.testing.assert_array_equal(model.similar_items(3, 5)[0], loaded.similar_items(3, 5)[0])
+
+
+def test_a_family_reads_only_its_own_files(matrix: sp.csr_matrix, tmp_path: Path) -> None:
+    path = PopularityRecommender().fit(matrix).save(tmp_path / "p.npz")
+    with pytest.raises(ValueError, match="holds a popularity model, not als"):
+        ALSRecommender.load(path)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -97,7 +106,7 @@ def test_personal_models_beat_chance_on_two_taste_groups(family: str, matrix: sp
 def test_top_k_matches_a_full_sort() -> None:
     rng = np.random.default_rng(1)
     s = rng.integers(0, 5, (50, 30)).astype(float)  # many ties
-    idx, val = top_k(s, 7)
+    _, val = top_k(s, 7)
     for r in range(50):
         order = sorted(range(30), key=lambda j: (-s[r, j], j))
         np.testing.assert_array_equal(val[r], s[r, order[:7]])

@@ -6,16 +6,9 @@ from training.recommenders.als import ALSRecommender
 from training.recommenders.base import RecommenderModel
 from training.recommenders.bpr import BPRRecommender
 from training.recommenders.ease import EASERecommender
+from training.recommenders.families import FAMILIES, load_model
 from training.recommenders.itemknn import ItemKNNRecommender
 from training.recommenders.popularity import PopularityRecommender
-
-FAMILIES: dict[str, type[RecommenderModel]] = {
-    "als": ALSRecommender,
-    "bpr": BPRRecommender,
-    "itemknn": ItemKNNRecommender,
-    "ease": EASERecommender,
-    "popularity": PopularityRecommender,
-}
 
 __all__ = [
     "FAMILIES",
@@ -25,4 +18,5 @@ __all__ = [
     "ItemKNNRecommender",
     "PopularityRecommender",
     "RecommenderModel",
+    "load_model",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -122,16 +122,28 @@ class RecommenderModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> RecommenderModel:
-        """Read a model written by :meth:`save` (of any family)."""
-        from training.recommenders import FAMILIES
+    def load(cls, path: str | Path) -> Self:
+        """Read a model of this family written by :meth:`save`.
 
+        A file of any family is read by :func:`training.recommenders.families.load_model`.
+
+        Raises:
+            ValueError: The file holds another family's model.
+        """
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["__meta__"]))
-            model = FAMILIES[meta["family"]](**meta["params"])
+            if meta["family"] != cls.family:
+                raise ValueError(f"{path} holds a {meta['family']} model, not {cls.family}")
+            model = cls(**meta["params"])
             for name in model.learned:
                 setattr(model, name, data[name])
         return model
+
+
+def saved_family(path: str | Path) -> str:
+    """The family of a model file written by :meth:`RecommenderModel.save`."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        return str(json.loads(str(data["__meta__"]))["family"])
 
 
 def dense_rows(user_items: sp.csr_matrix) -> np.ndarray:

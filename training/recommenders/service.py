@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from training.interactions import InteractionWeights
 from training.recommenders.base import RecommenderModel, mask_rows, top_k
+from training.recommenders.families import load_model
 from training.recommenders.popularity import PopularityRecommender
 
 
@@ -412,9 +413,8 @@ class Recommender:
         """Read a recommender written by :meth:`save`."""
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
-        model = RecommenderModel.load(folder / "model.npz")
-        fallback = RecommenderModel.load(folder / "fallback.npz")
-        assert isinstance(fallback, PopularityRecommender)
+        model = load_model(folder / "model.npz")
+        fallback = PopularityRecommender.load(folder / "fallback.npz")
         with np.load(folder / "state.npz", allow_pickle=False) as s:
             shape = (len(s["user_ids"]), len(s["item_ids"]))
             history = sp.csr_matrix(
