@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.errors import ContractError
+
 EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase", "refund")
 """The event vocabulary the product understands; other types are kept only when no vocabulary is given."""
 
@@ -82,10 +84,6 @@ UNKNOWN_EVENT_TYPE = "unknown event_type"
 NEGATIVE_AMOUNT = "negative amount on purchase"
 UNPARSABLE_NUMBER = "unparsable {col}"
 DUPLICATE = "duplicate row"
-
-
-class ContractError(ValueError):
-    """A table cannot be read at all (a required column is missing, the file is unreadable)."""
 
 
 def _as_id(values: pd.Series) -> pd.Series:

@@ -38,6 +38,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from features.definitions import DISTINCT_WINDOW, daily_activity, events_between, item_rows
+from features.errors import JobBusyError
 from features.sources import Sources, as_of_timestamp, file_stamp, read_table
 
 STATE = "state.json"
@@ -363,10 +364,6 @@ def _fingerprint(
     got = row.to_pyarrow().to_pylist()[0]
     n0, s0 = (int(x) for x in before.split(":")) if before else (0, 0)
     return f"{n0 + got['n']}:{s0 + (got['s'] or 0)}"
-
-
-class JobBusyError(RuntimeError):
-    """Another feature job is writing the same output folder."""
 
 
 @contextmanager

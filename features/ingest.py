@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.contract import SCHEMAS, ContractError, read_raw, reason_counts, validate, write_table
+from features.contract import SCHEMAS, read_raw, reason_counts, validate, write_table
+from features.errors import ContractError
 
 
 @dataclass

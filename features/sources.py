@@ -10,8 +10,9 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.contract import ContractError, table_path
+from features.contract import table_path
 from features.definitions import EventColumns, day_number
+from features.errors import ContractError
 
 
 def as_of_timestamp(as_of: str | dt.date | pd.Timestamp) -> pd.Timestamp:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.contract import ContractError, load_table, reason_counts, validate, write_table
+from features.contract import load_table, reason_counts, validate, write_table
+from features.errors import ContractError
 
 NOW = pd.Timestamp("2025-06-01")
 

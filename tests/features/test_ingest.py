@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.contract import ContractError
+from features.errors import ContractError
 from features.ingest import ingest, parse_mapping
 
 RETAIL = (

@@ -377,7 +377,8 @@ def test_a_second_job_on_the_same_folder_is_refused_while_the_first_runs(tmp_pat
     import sys
     import time
 
-    from features.daily import JobBusyError, locked
+    from features.daily import locked
+    from features.errors import JobBusyError
     from userops.cli import app
 
     random_world(tmp_path, 4)
