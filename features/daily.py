@@ -3,12 +3,12 @@
 Layout of ``DIR`` (normally ``<features out>/daily/``)::
 
     state.json                      {"until": "YYYY-MM-DD", "items_from": ..., "events": ..., parts}
-    activity-<from>-<until>.parquet one row per user and day (see definitions.daily_activity)
+    activity-<from>-<until>.parquet one row per user and day (see incremental.daily_activity)
     items-<from>-<until>.parquet    distinct (user, day, item) rows, kept for the last
                                     DISTINCT_WINDOW days before the first build and every day after
     usercodes-*, itemcodes-*        integer codes of user and item ids (code_user -> uid, code_item -> iid)
     *-merged-*.parquet              a table's parts merged into one once they pass MAX_PARTS
-    totals-<day>-*.parquet          each user's running totals as of the last kept day (definitions.totals)
+    totals-<day>-*.parquet          each user's running totals as of the last kept day (incremental.totals)
     seen-items-*, seen-categories-* the day each user last touched each item / category in the window
 
 The kept tables hold integer codes instead of id strings: every later query groups and joins on
@@ -37,8 +37,8 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.definitions import DISTINCT_WINDOW, daily_activity, events_between, item_rows
 from features.errors import JobBusyError
+from features.incremental import DISTINCT_WINDOW, daily_activity, events_between, item_rows
 from features.sources import Sources, as_of_timestamp, file_stamp, read_table
 
 STATE = "state.json"
@@ -62,7 +62,7 @@ class DailyState:
     users: list[str] = field(default_factory=list)
     item_codes: list[str] = field(default_factory=list)
     totals: str = ""
-    """A kept ``definitions.totals`` table (each user's running totals) as of ``totals_as_of``."""
+    """A kept ``incremental.totals`` table (each user's running totals) as of ``totals_as_of``."""
     totals_as_of: str = ""
     fingerprint: str = ""
     """Count and summed seconds of the events before ``until`` when they were aggregated: a late event

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import definitions as defs
+from features import incremental as inc
 from features.contract import write_arrow
 from features.daily import VERSION, DailyState, DailyStore, locked, temp_table
 from features.lifecycle import DOCS as SEGMENT_DOCS
@@ -98,29 +99,29 @@ def feature_table(
         codes: ``code_user -> uid`` when ``daily`` and ``rows`` are keyed by integer user codes.
         lookback: Days without activity after which a user is ``churned``.
         dormant_after: Days without activity after which a user is ``dormant``.
-        totals: ``definitions.totals(daily, as_of)`` when already at hand (e.g. rolled on from kept
+        totals: ``incremental.totals(daily, as_of)`` when already at hand (e.g. rolled on from kept
             ones); then only the daily rows with a purchase are read, and ``daily`` may hold just those.
-        seen: ``definitions.last_seen`` of the item rows as of ``as_of`` (items, and categories or None)
+        seen: ``incremental.last_seen`` of the item rows as of ``as_of`` (items, and categories or None)
             when already at hand (e.g. rolled on from kept ones).
     """
     as_of_lit, day = _lit(as_of), day_of(as_of)
     if daily is None:
-        daily = defs.daily_activity(defs.events_between(src.events, None, as_of_lit), src.has)
+        daily = inc.daily_activity(inc.events_between(src.events, None, as_of_lit), src.has)
     if rows is None and src.has.item_id:
-        start = _lit(as_of - pd.Timedelta(days=defs.DISTINCT_WINDOW))
-        rows = defs.item_rows(defs.events_between(src.events, start, as_of_lit), src.items, per_day=False)
+        start = _lit(as_of - pd.Timedelta(days=inc.DISTINCT_WINDOW))
+        rows = inc.item_rows(inc.events_between(src.events, start, as_of_lit), src.items, per_day=False)
         rows = _coded(rows, codes) if codes is not None else rows
     pop = population(src, as_of)
     key = "user_id"
     if codes is not None:
         pop = pop.left_join(codes, pop.user_id == codes.code_user).drop("code_user")
         key = "uid"
-    u = _attach(pop, defs.behaviour(totals if totals is not None else defs.totals(daily, day), day), key)
+    u = _attach(pop, defs.behaviour(totals if totals is not None else inc.totals(daily, day), day), key)
     if rows is not None:
         if seen is None:
             seen = (
-                defs.last_seen(rows, day, "item_id"),
-                defs.last_seen(rows, day, "category") if src.has_category else None,
+                inc.last_seen(rows, day, "item_id"),
+                inc.last_seen(rows, day, "category") if src.has_category else None,
             )
         u = _attach(u, defs.distinct_touched(*seen), key)
         fills = {"distinct_items_90d": u.distinct_items_90d.fill_null(0)}
@@ -220,21 +221,21 @@ def _kept(
     con = src.con
     codes, icodes = store.user_codes(con, state), store.item_codes(con, state)
     daily = store.activity(con, state)
-    covered = as_of - pd.Timedelta(days=defs.DISTINCT_WINDOW) >= as_of_timestamp(state.items_from)
+    covered = as_of - pd.Timedelta(days=inc.DISTINCT_WINDOW) >= as_of_timestamp(state.items_from)
     rows = store.items(con, state) if covered and src.has.item_id else None
     kept_until = as_of_timestamp(state.until)
     if as_of > kept_until:
-        tail = defs.events_between(src.events, _lit(kept_until), _lit(as_of))
+        tail = inc.events_between(src.events, _lit(kept_until), _lit(as_of))
         # the days after the kept ones, aggregated once (the daily table is read more than once)
-        fresh = temp_table(con, _coded(defs.daily_activity(tail, src.has), codes).cast(daily.schema()))
+        fresh = temp_table(con, _coded(inc.daily_activity(tail, src.has), codes).cast(daily.schema()))
         daily = daily.union(fresh)
         if rows is not None:
-            extra = _coded(defs.item_rows(tail, None).select("user_id", "day", "item_id"), codes)
+            extra = _coded(inc.item_rows(tail, None).select("user_id", "day", "item_id"), codes)
             extra = extra.join(icodes, extra.item_id == icodes.code_item)
             rows = rows.union(extra.select("user_id", "day", item_id=extra.iid).cast(rows.schema()))
     if rows is not None:
         # only the distinct-count windows are read: as of ``as_of``, and as of the last kept day
-        first = day_of(min(as_of, kept_until)) - defs.DISTINCT_WINDOW
+        first = day_of(min(as_of, kept_until)) - inc.DISTINCT_WINDOW
         rows = rows.filter((rows.day >= first) & (rows.day < day_of(as_of)))
         names = _category_codes(src, icodes)
         rows = rows.left_join(names, rows.item_id == names.iid)
@@ -292,8 +293,8 @@ def _totals(
         state,
         as_of,
         ((found[0],), found[1]) if found is not None else None,
-        lambda t, day0, day: (temp_table(con, defs.roll_totals(t[0], day0, daily, day)),),
-        lambda day: (temp_table(con, defs.totals(daily, day)),),
+        lambda t, day0, day: (temp_table(con, inc.roll_totals(t[0], day0, daily, day)),),
+        lambda day: (temp_table(con, inc.totals(daily, day)),),
         (lambda t, day: store.keep_totals(con, state, t[0], day)) if keep else None,
     )
     return tables[0]
@@ -321,12 +322,12 @@ def _seen(
         # the new days' rows, materialized: small, and known to be small when joined to the kept rows
         recent = temp_table(con, rows.filter((rows.day >= since) & (rows.day < day)))
         return tuple(
-            temp_table(con, defs.roll_last_seen(t, since, recent, day, k))
+            temp_table(con, inc.roll_last_seen(t, since, recent, day, k))
             for t, k in zip(kept, keys, strict=True)
         )
 
     def build(day: int) -> Tables:
-        return tuple(temp_table(con, defs.last_seen(rows, day, k)) for k in keys)
+        return tuple(temp_table(con, inc.last_seen(rows, day, k)) for k in keys)
 
     def keep_them(tables: Tables, day: pd.Timestamp) -> None:
         store.keep_seen(con, state, tables[0], tables[1] if len(tables) > 1 else None, day, stamp)

@@ -11,8 +11,8 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from features.contract import table_path
-from features.definitions import EventColumns, day_number
 from features.errors import ContractError
+from features.incremental import EventColumns, day_number
 
 
 def as_of_timestamp(as_of: str | dt.date | pd.Timestamp) -> pd.Timestamp:

@@ -199,17 +199,17 @@ def test_running_totals_rolled_on_day_by_day_equal_a_full_rebuild(
     """The kept running totals roll on by the rows that enter or leave a window; every snapshot equals
     a fresh one, over one-day and several-day steps, a step past the roll limit, and days past the
     data's end."""
-    from features import definitions as defs
+    from features import incremental as inc
 
     rolled: list[int] = []
-    roll = defs.roll_totals
+    roll = inc.roll_totals
     monkeypatch.setattr(
-        defs, "roll_totals", lambda b, bd, d, day: rolled.append(day - bd) or roll(b, bd, d, day)
+        inc, "roll_totals", lambda b, bd, d, day: rolled.append(day - bd) or roll(b, bd, d, day)
     )
     seen_rolled: list[int] = []
-    roll_seen = defs.roll_last_seen
+    roll_seen = inc.roll_last_seen
     monkeypatch.setattr(
-        defs,
+        inc,
         "roll_last_seen",
         lambda s, sd, r, day, k: seen_rolled.append(day - sd) or roll_seen(s, sd, r, day, k),
     )
@@ -248,13 +248,13 @@ def test_a_daily_run_moves_its_kept_tables_on_with_the_kept_day(
     on the fly, and the totals and last-seen tables are kept as of the last kept day. Each run rolls them
     on by a day (never from the first build, which would soon be too old to roll) and each snapshot
     equals a fresh one."""
-    from features import definitions as defs
+    from features import incremental as inc
     from features.daily import MAX_PARTS
 
     steps: list[int] = []
-    roll = defs.roll_totals
+    roll = inc.roll_totals
     monkeypatch.setattr(
-        defs, "roll_totals", lambda k, kd, d, day: steps.append(day - kd) or roll(k, kd, d, day)
+        inc, "roll_totals", lambda k, kd, d, day: steps.append(day - kd) or roll(k, kd, d, day)
     )
     tables = random_world(tmp_path / "full", 31, n_users=60)
     data, out, ev = tmp_path / "data", tmp_path / "features", tables["events"]
@@ -348,27 +348,6 @@ def test_new_users_and_exposures_files_are_seen_by_the_next_day(tmp_path: Path) 
     kept = pd.read_parquet(snapshot_path(out, last))
     pd.testing.assert_frame_equal(kept, build_features(tmp_path, last))
     assert kept.set_index("user_id").loc["u_new", "offers_exposed"] == 1
-
-
-def test_running_totals_only_roll_forward() -> None:
-    import ibis
-
-    from features import definitions as defs
-
-    t = ibis.table(
-        {
-            "user_id": "int64",
-            "day": "int32",
-            "events": "int64",
-            "purchases": "int64",
-            "orders": "int64",
-            "spend_e4": "int64",
-            "refunds": "int64",
-            "sessions": "int64",
-        }
-    )
-    with pytest.raises(ValueError):
-        defs.roll_totals(defs.totals(t, 10), 10, t, 9)
 
 
 def test_a_second_job_on_the_same_folder_is_refused_while_the_first_runs(tmp_path: Path) -> None:
