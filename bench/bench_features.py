@@ -255,7 +255,7 @@ def main(users: int = 150_000, days: int = 365, world: str | None = None, repeat
             config = f"WorldConfig(n_users={users}, days={days}, seed=1)"
             sim = _child(
                 f"extra = simulate({config}, {str(data)!r})",
-                "from features.simulate import WorldConfig, simulate",
+                "from simulator.simulate import WorldConfig, simulate",
             )
         start = pd.Timestamp("2025-01-01")
         as_of, nxt, after = (start + pd.Timedelta(days=days + k) for k in (-2, -1, 0))

@@ -45,7 +45,7 @@ def main(users: int = 100_000, days: int = 365) -> None:
     warnings.filterwarnings("ignore")
     from implicit.cpu.als import AlternatingLeastSquares
 
-    from features.simulate import WorldConfig, simulate
+    from simulator.simulate import WorldConfig, simulate
     from training.interactions import InteractionWeights, build_interactions
     from training.recommend import World, build_recommender
     from training.recommenders import ALSRecommender

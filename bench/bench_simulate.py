@@ -13,7 +13,7 @@ from _common import record, run_child
 def main(users: int = 100_000, days: int = 365) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         code = (
-            "from features.simulate import WorldConfig, simulate\n"
+            "from simulator.simulate import WorldConfig, simulate\n"
             f"counts = simulate(WorldConfig(n_users={users}, days={days}, seed=1), {tmp!r})\n"
             "print(counts['events'])\n"
         )

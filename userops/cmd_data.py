@@ -27,8 +27,8 @@ def simulate(
     randomized offer campaign) and OUT/truth/ (each user's latent churn day, state and tastes, true item
     affinities, true offer uplift, and params.json to compute true churn probabilities for any date).
     """
-    from features.simulate import WorldConfig
-    from features.simulate import simulate as run
+    from simulator.simulate import WorldConfig
+    from simulator.simulate import simulate as run
 
     with step("simulate") as started:
         counts = run(WorldConfig(n_users=users, days=days, seed=seed, start=start), out, progress=True)

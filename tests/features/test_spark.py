@@ -11,7 +11,7 @@ import pytest
 
 from features.job import build_features
 from features.labels import churn_labels
-from features.simulate import WorldConfig, simulate
+from simulator.simulate import WorldConfig, simulate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

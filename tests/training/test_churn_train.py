@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.simulate import WorldConfig, simulate
+from simulator.oracle import out_of_time_table
+from simulator.simulate import WorldConfig, simulate
 from training.churn import TrainResult, train_and_register, train_kind
 from training.churn_mlflow import load_risk_model, log_and_promote
-from training.oracle import out_of_time_table
 from training.registry import CHALLENGER, CHAMPION, default_tracking_uri
 from training.risk_model import RECENCY_FEATURES
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.simulate import WorldConfig, simulate
+from simulator.simulate import WorldConfig, simulate
 from training.interactions import InteractionWeights, build_interactions
 from training.recommend import build_recommender, fit_model, load_world, segment_attribute, user_segments
 from training.recommenders import FAMILIES
@@ -74,7 +74,7 @@ def test_filters_always_hold(
     exc = [f"c{c:02d}" for c in exclude]
     out = rec.recommend(uid, k, include_categories=inc, exclude_categories=exc, exclude_seen=seen)
     assert len(out.item_ids) <= k and len(set(out.item_ids)) == len(out.item_ids)
-    cats = dict(zip(rec.item_ids, np.asarray(rec.category_names + [""])[rec.item_category], strict=True))
+    cats = dict(zip(rec.item_ids, np.asarray([*rec.category_names, ""])[rec.item_category], strict=True))
     avail = dict(zip(rec.item_ids, rec.available, strict=True))
     for item in out.item_ids:
         assert avail[item]

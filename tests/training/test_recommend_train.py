@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.simulate import WorldConfig, simulate
+from simulator.simulate import WorldConfig, simulate
 from training.recommend import load_recommender, train_and_register
 from training.registry import CHAMPION, default_tracking_uri
 

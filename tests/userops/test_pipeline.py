@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.simulate import WorldConfig, simulate
+from simulator.simulate import WorldConfig, simulate
 from userops.cli import app
 
 runner = CliRunner()

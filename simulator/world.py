@@ -1,6 +1,6 @@
 """The synthetic world's parameters and equations, shared by the simulator and the oracle.
 
-See :mod:`features.simulate` for the process these equations drive.
+See :mod:`simulator.simulate` for the process these equations drive.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class WorldConfig:
 
 
 def _day_of_week(cfg: WorldConfig, day: np.ndarray | int) -> np.ndarray:
-    return (pd.Timestamp(cfg.start).dayofweek + np.asarray(day)) % 7
+    return np.asarray((pd.Timestamp(cfg.start).dayofweek + np.asarray(day)) % 7)
 
 
 def hazard(
@@ -79,14 +79,15 @@ def hazard(
 ) -> np.ndarray:
     """Daily probability that an alive user leaves (see the module docstring)."""
     rate = h0 * engagement**-0.7 * (1 + 2 * np.exp(-tenure / 30)) * np.exp(0.6 * bad - tau)
-    return np.minimum(1 - np.exp(-rate), 0.5)
+    return np.asarray(np.minimum(1 - np.exp(-rate), 0.5))
 
 
 def visit_probability(
     cfg: WorldConfig, engagement: np.ndarray, day: np.ndarray | int, kappa: np.ndarray | float = 0.0
 ) -> np.ndarray:
     """Daily probability that an alive user visits (an active offer brings them back more often)."""
-    return np.minimum(0.9, 0.12 * engagement * DOW_VISIT[_day_of_week(cfg, day)] * (1 + np.asarray(kappa)))
+    dow = DOW_VISIT[_day_of_week(cfg, day)]
+    return np.asarray(np.minimum(0.9, 0.12 * engagement * dow * (1 + np.asarray(kappa))))
 
 
 def offer_tau(offer_id: str, price_sensitivity: np.ndarray, engagement: np.ndarray) -> np.ndarray:
@@ -96,9 +97,9 @@ def offer_tau(offer_id: str, price_sensitivity: np.ndarray, engagement: np.ndarr
     points reward the engaged.
     """
     if offer_id == "discount_10":
-        return 2.5 * (price_sensitivity - 0.35)
+        return np.asarray(2.5 * (price_sensitivity - 0.35))
     if offer_id == "free_shipping":
-        return 1.5 * np.exp(-engagement)
+        return np.asarray(1.5 * np.exp(-engagement))
     if offer_id == "points_500":
-        return 0.8 * np.minimum(engagement, 2.0) / 2.0
+        return np.asarray(0.8 * np.minimum(engagement, 2.0) / 2.0)
     raise KeyError(offer_id)

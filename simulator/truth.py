@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.world import (
+from simulator.world import (
     BOOST_DAYS,
     CAMPAIGN,
     OFFER_DAYS,
@@ -34,7 +34,7 @@ def load_config(world: str | Path) -> WorldConfig:
     return WorldConfig(**json.loads(path.read_text()))
 
 
-def _no_activity(
+def _no_activity(  # noqa: PLR0913 - private: the state and both offer windows, as they are
     cfg: WorldConfig,
     truth: pd.DataFrame,
     bad_start: np.ndarray,

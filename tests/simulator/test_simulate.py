@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.contract import load_table, validate
-from features.simulate import WorldConfig, simulate, true_churn_probability
+from simulator.simulate import WorldConfig, simulate, true_churn_probability
 
 
 def _digest(folder: Path) -> dict[str, str]:

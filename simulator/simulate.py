@@ -35,8 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract import write_arrow, write_table
-from features.truth import load_config, true_churn_probability, true_uplift
-from features.world import (
+from simulator.truth import load_config, true_churn_probability, true_uplift
+from simulator.world import (
     BOOST_DAYS,
     CAMPAIGN,
     CHANNEL_ENGAGEMENT,
@@ -252,7 +252,7 @@ def simulate(cfg: WorldConfig, out: str | Path, progress: bool = False) -> dict[
     return written
 
 
-def _visits(
+def _visits(  # noqa: PLR0913 - a private step of the loop, handed its arrays as they are
     cfg: WorldConfig,
     rng: np.random.Generator,
     visitors: np.ndarray,
@@ -339,7 +339,7 @@ def _visits(
     return chunk, visitors[unlucky]
 
 
-def _write_world(
+def _write_world(  # noqa: PLR0913 - a private step of the loop, handed its arrays as they are
     cfg: WorldConfig,
     out: Path,
     users: _Users,

@@ -1,10 +1,10 @@
-"""Out-of-time check against the synthetic world's truth: model, baselines and oracle side by side.
+"""The oracles of the synthetic world: what a model is measured against when the truth is known.
 
-The model is trained as of ``target`` (nothing at or after it is read); it then scores the population as of
-``target`` and the labels come from the simulated events in ``[target, target + horizon)``. The oracle
-scores the same users with their exact churn probability from the latent state
-(:func:`features.simulate.true_churn_probability`), so the ratio of the two ROC-AUCs says how much of the
-knowable signal the model recovers.
+Churn: :func:`out_of_time_table`. The model is trained as of ``target`` (nothing at or after it is read);
+it then scores the population as of ``target`` and the labels come from the simulated events in
+``[target, target + horizon)``. The oracle scores the same users with their exact churn probability from
+the latent state (:func:`simulator.truth.true_churn_probability`), so the ratio of the two ROC-AUCs says how
+much of the knowable signal the model recovers.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simulator.truth import true_churn_probability
 from training.churn import TrainResult, holdout_scores
 from training.datasets import BacktestSet, labelled_snapshot
 from training.evaluate import metrics_table
@@ -73,8 +74,6 @@ def out_of_time_table(
 
 
 def _oracle(data_dir: str | Path, test: pd.DataFrame, target: date, horizon: int, kind: str) -> np.ndarray:
-    from features.simulate import true_churn_probability
-
     truth = true_churn_probability(data_dir, pd.Timestamp(target), horizon)
     column = "p_churn" if kind == "churn" else "p_no_purchase"
     oracle = test[["user_id"]].merge(truth, on="user_id", how="left")[column].to_numpy()

@@ -1,0 +1,5 @@
+"""The synthetic world with its ground truth, and the oracles built on it.
+
+Only ``userops``, the tests and the benchmarks import this package; production code (``features``,
+``training``, ``experiments``, ``serving``) never does, and never reads a data folder's ``truth/``.
+"""
