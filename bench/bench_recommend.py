@@ -61,7 +61,6 @@ def main(users: int = 100_000, days: int = 365) -> None:
             pd.read_parquet(f"{tmp}/events.parquet"),
             pd.read_parquet(f"{tmp}/users.parquet"),
             pd.read_parquet(f"{tmp}/items.parquet"),
-            None,
         )
         weights = InteractionWeights()
         inter = build_interactions(world.events, weights=weights, end=as_of)

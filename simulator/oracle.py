@@ -5,6 +5,9 @@ it then scores the population as of ``target`` and the labels come from the simu
 ``[target, target + horizon)``. The oracle scores the same users with their exact churn probability from
 the latent state (:func:`simulator.truth.true_churn_probability`), so the ratio of the two ROC-AUCs says how
 much of the knowable signal the model recovers.
+
+Recommender: :func:`recommender_reference` reads a simulated folder's true preferences into the hook
+:func:`training.recommend.train_and_register` takes, so training itself never reads ``truth/``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,35 @@ from simulator.truth import true_churn_probability
 from training.churn import TrainResult, holdout_scores
 from training.datasets import BacktestSet, labelled_snapshot
 from training.evaluate import metrics_table
+from training.rec_eval import RecommenderReference
+
+
+def recommender_reference(data_dir: str | Path) -> RecommenderReference | None:
+    """The true item preferences of a simulated data folder, for the recommender's oracle rows.
+
+    Args:
+        data_dir: A data folder; a simulated one has ``truth/affinity.parquet`` (each user's truly preferred
+            items by rank) and ``truth/items.parquet`` (each item's true popularity).
+
+    Returns:
+        Each user's true preference order and the items by true popularity, or ``None`` when the folder
+        holds no truth (a user's own data).
+    """
+    truth = Path(data_dir) / "truth"
+    affinity_path = truth / "affinity.parquet"
+    if not affinity_path.exists():
+        return None
+    affinity = pd.read_parquet(affinity_path).sort_values(["user_id", "rank"])
+    preferences = {
+        str(u): list(map(str, v)) for u, v in affinity.groupby("user_id")["item_id"].agg(list).items()
+    }
+    popular: list[str] = []
+    items_path = truth / "items.parquet"
+    if items_path.exists():
+        true_items = pd.read_parquet(items_path, columns=["item_id", "popularity"])
+        ordered = true_items.sort_values("popularity", ascending=False, kind="stable")
+        popular = ordered["item_id"].astype(str).tolist()
+    return RecommenderReference(preferences=preferences, popularity=tuple(popular))
 
 
 def out_of_time_table(

@@ -9,11 +9,14 @@ before (the caller removes those), ``rec`` = the model's top ``k`` with already-
 * coverage = distinct items recommended to anyone / catalogue size
 
 Averages are over users with at least one relevant item.
+
+Where the true preferences are known (a simulated world), the caller hands them in as a
+:class:`RecommenderReference` and the table gains the oracle's row; this module never looks for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -27,6 +30,20 @@ from training.recommenders.service import Recommender
 
 METRICS: tuple[str, ...] = ("recall", "ndcg", "map", "coverage")
 K = 10
+
+
+@dataclass(frozen=True)
+class RecommenderReference:
+    """What an evaluation may compare models with when the truth is known: the oracle's inputs.
+
+    Attributes:
+        preferences: User id -> item ids in that user's true order of preference, best first.
+        popularity: Item ids by true global popularity, most popular first; it continues a user's oracle
+            list once their known preferred items run out (empty: no continuation).
+    """
+
+    preferences: Mapping[str, Sequence[str]]
+    popularity: Sequence[str] = ()
 
 
 @dataclass
@@ -112,17 +129,17 @@ def remap_columns(matrix: sp.csr_matrix, col_map: np.ndarray, n_cols: int) -> sp
 
 
 def oracle_ranking(
-    truth: dict[str, list[str]],
+    truth: Mapping[str, Sequence[str]],
     user_ids: np.ndarray,
-    item_index: dict[str, int],
+    item_index: Mapping[str, int],
     had: sp.csr_matrix,
     k: int = 10,
-    fill: list[str] | None = None,
+    fill: Sequence[str] | None = None,
 ) -> np.ndarray:
     """The oracle's top ``k`` per user: true preference order with already-had items removed.
 
     Args:
-        truth: User id -> item ids by true preference (the simulator's ``truth/affinity.parquet``).
+        truth: User id -> item ids by true preference (:attr:`RecommenderReference.preferences`).
         user_ids: Users (rows of ``had``).
         item_index: Item id -> column.
         had: ``(users, items)`` CSR of what each user already had.
@@ -187,19 +204,20 @@ def score_recommender(rec: Recommender, holdout: Holdout, k: int = K) -> dict[st
 def side_by_side(
     recs: Mapping[str, np.ndarray],
     holdout: Holdout,
-    truth: dict[str, list[str]] | None,
+    reference: RecommenderReference | None = None,
     k: int = K,
-    fill: list[str] | None = None,
 ) -> pd.DataFrame:
     """One row per model: Recall/NDCG/MAP@k and coverage on the window.
 
-    On a simulated world also: the oracle's row (true preference order, continued by true popularity),
-    ``true_recall_at_k`` (Recall@k against each user's true top-k items not yet had) and
-    ``oracle_fraction`` (the model's NDCG@k ÷ the oracle's, both with already-had items excluded).
+    Given a ``reference`` (the truth of a simulated world) also: the oracle's row (true preference order,
+    continued by true popularity), ``true_recall_at_k`` (Recall@k against each user's true top-k items not
+    yet had) and ``oracle_fraction`` (the model's NDCG@k ÷ the oracle's, both with already-had items
+    excluded).
     """
     rows = {name: ranking_metrics(r, holdout.relevant, k) for name, r in recs.items()}
     table = pd.DataFrame(rows).T
-    if truth is not None:
+    if reference is not None:
+        truth, fill = reference.preferences, reference.popularity
         item_index = {t: i for i, t in enumerate(holdout.item_ids.tolist())}
         oracle = oracle_ranking(truth, holdout.user_ids, item_index, holdout.had, k, fill)
         known = oracle_ranking(truth, holdout.user_ids, item_index, holdout.had, k)  # true top items only

@@ -10,13 +10,17 @@ Protocol (``as_of`` = D, ``horizon`` = H, validation window V days):
    by side on ``[D, D + H)`` when the folder has those events (else the summary says so).
 4. The chosen model, refitted on everything before D, is logged with what serving needs and promoted with
    the champion/challenger rule on the same holdout (the test window; without one, the validation window).
+
+Nothing here reads a data folder's ``truth/``: a caller that knows the folder is simulated passes its true
+preferences as ``reference`` (:func:`simulator.oracle.recommender_reference`), and only then does the test
+table gain the oracle's row.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,11 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import load_table
+from features.contract import load_table, read_raw
+from features.errors import ContractError
+from training.errors import ModelNotFoundError, TrainingDataError
 from training.interactions import Interactions, InteractionWeights, build_interactions
 from training.rec_eval import (
     Holdout,
     K,
+    RecommenderReference,
     make_holdout,
     ranking_metrics,
     score_model,
@@ -37,6 +44,7 @@ from training.rec_eval import (
 )
 from training.recommenders import FAMILIES, PopularityRecommender, RecommenderModel
 from training.recommenders.service import Recommender, category_codes
+from training.results import TrainOutcome
 
 CANDIDATES = ("als", "bpr", "itemknn", "ease")
 BASELINES = ("popularity", "popularity_segment")
@@ -52,6 +60,25 @@ DEFAULT_GRID: dict[str, list[dict[str, Any]]] = {
 }
 
 
+FITTED_ON_THE_FLY = "ALS fitted on the fly (no registered model)"
+"""What :func:`load_or_fit` names as the source of a recommender it had to fit."""
+
+
+@dataclass(frozen=True)
+class RecommenderTuning:
+    """How the recommender is tuned and validated; the defaults are what ``userops train`` uses.
+
+    Attributes:
+        weights: Interaction weights per event type.
+        grid: Settings per family to try (``None``: :data:`DEFAULT_GRID`; families left out are skipped).
+        validation_days: Validation window carved from the end of training (``None``: ``min(horizon, 60)``).
+    """
+
+    weights: InteractionWeights = field(default_factory=InteractionWeights)
+    grid: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+    validation_days: int | None = None
+
+
 @dataclass
 class World:
     """A data folder's tables as the recommender needs them."""
@@ -59,26 +86,25 @@ class World:
     events: pd.DataFrame
     users: pd.DataFrame | None
     items: pd.DataFrame | None
-    truth: dict[str, list[str]] | None
-    true_popularity: list[str] | None = None
 
 
 def load_world(data_dir: str | Path) -> World:
-    """Events, users, items and (for a simulated world) each user's true item preference order."""
+    """Events, users and items of a data folder (only ``events`` is required)."""
     events = load_table(data_dir, "events", required=True)
     assert events is not None
-    truth_path = Path(data_dir) / "truth" / "affinity.parquet"
-    truth = None
-    if truth_path.exists():
-        aff = pd.read_parquet(truth_path).sort_values(["user_id", "rank"])
-        truth = {str(u): list(map(str, v)) for u, v in aff.groupby("user_id")["item_id"].agg(list).items()}
-    pop_path = Path(data_dir) / "truth" / "items.parquet"
-    popular = None
-    if pop_path.exists():
-        true_items = pd.read_parquet(pop_path, columns=["item_id", "popularity"])
-        ordered = true_items.sort_values("popularity", ascending=False, kind="stable")
-        popular = ordered["item_id"].astype(str).tolist()
-    return World(events, load_table(data_dir, "users"), load_table(data_dir, "items"), truth, popular)
+    return World(events, load_table(data_dir, "users"), load_table(data_dir, "items"))
+
+
+def read_user_ids(path: str | Path) -> list[str]:
+    """The distinct ``user_id`` values of a CSV or Parquet file, stripped, in file order, missing ids skipped.
+
+    Raises:
+        ContractError: The file cannot be read, or has no ``user_id`` column.
+    """
+    frame = read_raw(path)
+    if "user_id" not in frame.columns:
+        raise ContractError(f"{path}: no user_id column")
+    return frame["user_id"].dropna().astype(str).str.strip().drop_duplicates().tolist()
 
 
 def segment_attribute(users: pd.DataFrame | None) -> str | None:
@@ -153,21 +179,25 @@ def build_recommender(
 
 
 def load_recommender(model_uri: str) -> Recommender:
-    """Load a logged recommender (``models:/recommender@champion``, ``runs:/…``) for serving."""
+    """Load a logged recommender (``models:/recommender@champion``, ``runs:/…``) for serving.
+
+    Raises:
+        ModelNotFoundError: The model at ``model_uri`` is not a recommender logged by userops.
+    """
     import mlflow
 
     from training.recommenders.mlflow_model import RecommenderPyfunc
 
     wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     if not isinstance(wrapper, RecommenderPyfunc):
-        raise ValueError(f"{model_uri}: not a recommender logged by userops")
+        raise ModelNotFoundError(f"{model_uri}: not a recommender logged by userops")
     return wrapper.recommender
 
 
 def _tune(
     fit_inter: Interactions,
     holdout: Holdout,
-    grid: Mapping[str, list[dict[str, Any]]],
+    grid: Mapping[str, Sequence[Mapping[str, Any]]],
     segments: np.ndarray,
     run_child: Any,
 ) -> dict[str, tuple[dict[str, Any], float]]:
@@ -183,6 +213,16 @@ def _tune(
     return best
 
 
+def _choose(kind: str, best: Mapping[str, tuple[dict[str, Any], float]]) -> str:
+    """The family to register: the one forced by ``kind``, else the tuned one best on validation."""
+    if kind in CANDIDATES:
+        return kind
+    tuned = [f for f in CANDIDATES if f in best]
+    if not tuned:
+        raise ValueError("recommender: no candidate family in the grid")
+    return max(tuned, key=lambda f: best[f][1])
+
+
 def _run_training(
     *,
     data_dir: Path,
@@ -190,10 +230,9 @@ def _run_training(
     horizon: int,
     tracking_uri: str,
     kind: str,
-    weights: InteractionWeights,
-    grid: Mapping[str, list[dict[str, Any]]],
-    validation_days: int,
-) -> dict[str, object]:
+    tuning: RecommenderTuning,
+    reference: RecommenderReference | None,
+) -> TrainOutcome:
     import mlflow
 
     from training.recommenders.mlflow_model import RecommenderPyfunc
@@ -203,6 +242,9 @@ def _run_training(
         raise ValueError(
             f"recommender: unknown kind {kind!r}; use recommender or one of {', '.join(CANDIDATES)}"
         )
+    weights = tuning.weights
+    grid = dict(DEFAULT_GRID if tuning.grid is None else tuning.grid)
+    validation_days = tuning.validation_days or min(horizon, 60)
 
     world = load_world(data_dir)
     val_start = as_of - timedelta(days=validation_days)
@@ -210,12 +252,14 @@ def _run_training(
     attr = segment_attribute(world.users)
     fit_inter = build_interactions(world.events, weights=weights, end=val_start)
     if fit_inter.matrix.nnz == 0:
-        raise ValueError(f"recommender: no item events before {val_start} to tune on")
+        raise TrainingDataError(f"recommender: no item events before {val_start} to tune on")
     val = make_holdout(world.events, fit_inter, val_start, as_of, weights)
     full = build_interactions(world.events, weights=weights, end=as_of)
     has_test = bool((world.events["ts"] >= pd.Timestamp(as_of)).any())
     test = make_holdout(world.events, full, as_of, test_end, weights) if has_test else None
-    holdout = test if test is not None and len(test.user_ids) else val
+    if test is not None and not len(test.user_ids):
+        test = None
+    holdout = test if test is not None else val
     use_experiment(tracking_uri, "recommender", data_dir / "mlartifacts")
     with mlflow.start_run(run_name=f"recommender as of {as_of}") as parent:
         mlflow.log_params(
@@ -237,22 +281,16 @@ def _run_training(
         fit_segments = user_segments(world.users, fit_inter.user_ids, attr)[0]
         best = _tune(fit_inter, val, grid, fit_segments, child)
         tuned = [f for f in CANDIDATES if f in best]
-        if kind in CANDIDATES:
-            if kind not in best:
-                best[kind] = (grid.get(kind, [{}])[0] if grid.get(kind) else {}, float("nan"))
-            chosen = kind
-        elif tuned:
-            chosen = max(tuned, key=lambda f: best[f][1])
-        else:
-            raise ValueError("recommender: no candidate family in the grid")
+        chosen = _choose(kind, best)
+        best.setdefault(chosen, ({}, float("nan")))  # a forced family the grid left out: its defaults
         segments = user_segments(world.users, full.user_ids, attr)[0]
         models = {f: fit_model(f, best[f][0], full, segments) for f in [*tuned, *BASELINES]}
         if chosen not in models:
             models[chosen] = fit_model(chosen, best[chosen][0], full, segments)
-        table = None
-        if test is not None and len(test.user_ids):
+        table = pd.DataFrame()
+        if test is not None:
             recs = {f: score_model(m, full, test) for f, m in models.items()}
-            table = side_by_side(recs, test, world.truth, K, world.true_popularity)
+            table = side_by_side(recs, test, reference, K)
             mlflow.log_metrics(
                 {
                     f"test_{f}_{c}": float(v)
@@ -293,34 +331,33 @@ def _run_training(
             score_champion=score_champion,
         )
         mlflow.set_tag("promotion", decision.reason)
-    rows: dict[str, object] = {
-        "training events": int((world.events["ts"] < pd.Timestamp(as_of)).sum()),
-        "users × items": f"{full.matrix.shape[0]:,} × {full.matrix.shape[1]:,} ({full.matrix.nnz:,} cells)",
-        "validation": f"{val_start} .. {as_of} ({len(val.user_ids):,} users)",
-        "chosen": f"{chosen} {best[chosen][0]} (validation NDCG@{K} {best[chosen][1]:.4f})",
+    facts: dict[str, object] = {
+        "as_of": as_of,
+        "horizon": horizon,
+        "training_events": int((world.events["ts"] < pd.Timestamp(as_of)).sum()),
+        "users": int(full.matrix.shape[0]),
+        "items": int(full.matrix.shape[1]),
+        "interactions": int(full.matrix.nnz),
+        "validation_start": val_start,
+        "validation_users": len(val.user_ids),
+        "chosen": chosen,
+        "chosen_params": dict(best[chosen][0]),
+        f"validation_ndcg_at_{K}": best[chosen][1],
+        "test_end": test_end,
+        "test_users": 0 if test is None else len(test.user_ids),
+        "promotion_holdout": "validation" if test is None else "test",
+        f"holdout_ndcg_at_{K}": score,
     }
-    if table is None:
-        rows["test"] = f"no events on or after {as_of} in the folder: no test-window evaluation"
-    else:
-        rows["test"] = f"{as_of} .. {test_end} ({len(test.user_ids) if test else 0:,} users)"
-        for name, row in table.iterrows():
-            text = (
-                f"R@{K} {row[f'recall_at_{K}']:.4f}  NDCG@{K} {row[f'ndcg_at_{K}']:.4f}  "
-                f"MAP@{K} {row[f'map_at_{K}']:.4f}  cov {row[f'coverage_at_{K}']:.3f}"
-            )
-            if "oracle_fraction" in row:
-                text += f"  true-R@{K} {row[f'true_recall_at_{K}']:.4f}  oracle× {row['oracle_fraction']:.3f}"
-            rows[f"  {name}"] = text
-    rows.update(
-        {
-            "run": parent.info.run_id,
-            "model": info.model_uri,
-            "version": decision.version,
-            "alias": decision.alias,
-            "decision": decision.reason,
-        }
+    return TrainOutcome(
+        kind="recommender",
+        run_id=parent.info.run_id,
+        model_uri=info.model_uri,
+        version=decision.version,
+        alias=decision.alias,
+        decision=decision.reason,
+        metrics=table,
+        facts=facts,
     )
-    return rows
 
 
 def train_and_register(
@@ -330,10 +367,9 @@ def train_and_register(
     horizon: int,
     tracking_uri: str,
     kind: str,
-    weights: InteractionWeights | None = None,
-    grid: Mapping[str, list[dict[str, Any]]] | None = None,
-    validation_days: int | None = None,
-) -> dict[str, object]:
+    tuning: RecommenderTuning | None = None,
+    reference: RecommenderReference | None = None,
+) -> TrainOutcome:
     """Tune, evaluate side by side, log the chosen recommender to MLflow and promote it.
 
     Args:
@@ -342,12 +378,22 @@ def train_and_register(
         horizon: Test window in days after ``as_of``.
         tracking_uri: MLflow tracking and registry URI.
         kind: ``recommender`` (choose the family on validation) or a family name to force it.
-        weights: Interaction weights (default :class:`InteractionWeights`).
-        grid: Settings per family to try (default :data:`DEFAULT_GRID`; families left out are skipped).
-        validation_days: Validation window carved from the end of training (default ``min(horizon, 60)``).
+        tuning: Interaction weights, the grid of settings and the validation window (default
+            :class:`RecommenderTuning`).
+        reference: The true preferences of a simulated world
+            (:func:`simulator.oracle.recommender_reference`): the test table then gains the oracle's row,
+            ``true_recall_at_10`` and ``oracle_fraction``. ``None`` (real data): no oracle.
 
     Returns:
-        Summary rows for the CLI: data, the choice, every model's test metrics, the promotion decision.
+        The outcome: run, model, promotion decision; ``metrics`` = every family's and baseline's test-window
+        metrics side by side (empty without test-window events); ``facts`` = ``as_of``, ``horizon``,
+        ``training_events``, ``users``, ``items``, ``interactions``, ``validation_start``,
+        ``validation_users``, ``chosen``, ``chosen_params``, ``validation_ndcg_at_10``, ``test_end``,
+        ``test_users`` (0: no test window), ``promotion_holdout`` (``test`` or ``validation``) and
+        ``holdout_ndcg_at_10``.
+
+    Raises:
+        TrainingDataError: No item events before the validation window to tune on.
     """
     return _run_training(
         data_dir=Path(data_dir),
@@ -355,9 +401,8 @@ def train_and_register(
         horizon=horizon,
         tracking_uri=tracking_uri,
         kind=kind,
-        weights=weights or InteractionWeights(),
-        grid=dict(DEFAULT_GRID if grid is None else grid),
-        validation_days=validation_days or min(horizon, 60),
+        tuning=tuning or RecommenderTuning(),
+        reference=reference,
     )
 
 
@@ -383,6 +428,40 @@ def fit_recommender(
         weights,
         {"family": family, "params": dict(params or {}), "as_of": str(as_of)},
     )
+
+
+def load_or_fit(
+    model_uri: str, *, tracking_uri: str, data_dir: str | Path, as_of: date, fit: bool
+) -> tuple[Recommender, str]:
+    """The recommender registered at ``model_uri``, or one fitted now when none is and ``fit`` allows it.
+
+    Args:
+        model_uri: The model to load (``models:/recommender@champion``, ``runs:/…``).
+        tracking_uri: MLflow tracking and registry URI holding it.
+        data_dir: Data folder to fit on when no model is registered.
+        as_of: A model fitted here uses events before this date only.
+        fit: Without a registered model, fit ALS with default settings (no tuning, nothing logged).
+
+    Returns:
+        The recommender and where it came from: ``model_uri``, or :data:`FITTED_ON_THE_FLY`.
+
+    Raises:
+        ModelNotFoundError: Nothing is registered at ``model_uri`` and ``fit`` is false, or the model there
+            is not a recommender.
+    """
+    import mlflow
+
+    from training.registry import connect
+
+    connect(tracking_uri)
+    try:
+        return load_recommender(model_uri), model_uri
+    except mlflow.exceptions.MlflowException as exc:
+        if not fit:
+            raise ModelNotFoundError(
+                f"no recommender at {model_uri} ({tracking_uri}); run `userops train recommender`"
+            ) from exc
+    return fit_recommender(data_dir, as_of), FITTED_ON_THE_FLY
 
 
 def recommend_users(

@@ -11,9 +11,18 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.errors import ContractError
+from simulator.oracle import recommender_reference
 from simulator.simulate import WorldConfig, simulate
-from training.recommend import load_recommender, train_and_register
-from training.registry import CHAMPION, default_tracking_uri
+from training.errors import ModelNotFoundError
+from training.recommend import (
+    RecommenderTuning,
+    load_or_fit,
+    load_recommender,
+    read_user_ids,
+    train_and_register,
+)
+from training.registry import CHAMPION, connect, default_tracking_uri
 
 AS_OF = date(2025, 5, 1)
 GRID = {
@@ -33,25 +42,36 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_train_register_load_and_promote(world: Path) -> None:
     uri = default_tracking_uri(world)
-    rows = train_and_register(
-        data_dir=world, as_of=AS_OF, horizon=30, tracking_uri=uri, kind="recommender", grid=GRID
+    outcome = train_and_register(
+        data_dir=world,
+        as_of=AS_OF,
+        horizon=30,
+        tracking_uri=uri,
+        kind="recommender",
+        tuning=RecommenderTuning(grid=GRID),
+        reference=recommender_reference(world),
     )
-    assert rows["alias"] == CHAMPION and "first recommender" in str(rows["decision"])
-    for name in ("als", "itemknn", "ease", "popularity", "popularity_segment", "oracle"):
-        assert f"  {name}" in rows  # every candidate and baseline, side by side
+    assert outcome.kind == "recommender"
+    assert outcome.alias == CHAMPION and "first recommender" in outcome.decision
+    # every candidate and baseline side by side, and the oracle the reference makes possible
+    models = {"als", "itemknn", "ease", "popularity", "popularity_segment"}
+    assert set(outcome.metrics.index) == {*models, "oracle"}
+    assert outcome.facts["test_users"] == outcome.metrics["users"].iloc[0] > 0
+    assert outcome.facts["promotion_holdout"] == "test"
     client = mlflow.MlflowClient(tracking_uri=uri)
-    parent = client.get_run(str(rows["run"]))
+    parent = client.get_run(outcome.run_id)
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert len(children) == 2 + 1 + 1 + 2  # each trial and baseline is a child run
     # the chosen model beats both baselines and item-item on the test window
     ndcg = {k: float(parent.data.metrics[f"test_{k}_ndcg_at_10"]) for k in ("popularity", "itemknn")}
-    chosen = str(rows["chosen"]).split()[0]
+    chosen = str(outcome.facts["chosen"])
+    assert outcome.facts["holdout_ndcg_at_10"] == parent.data.metrics[f"test_{chosen}_ndcg_at_10"]
     assert parent.data.metrics[f"test_{chosen}_ndcg_at_10"] >= max(ndcg.values())
     assert parent.data.metrics[f"test_{chosen}_ndcg_at_10"] > 1.2 * ndcg["popularity"]
     # the registered model serves: no test-window leakage in its histories, fallback for strangers
-    mlflow.set_tracking_uri(uri)
+    connect(uri)
     rec = load_recommender("models:/recommender@champion")
     assert rec.meta["as_of"] == str(AS_OF) and rec.meta["family"] == chosen
     assert rec.recommend("stranger", 10).source == "fallback"
@@ -62,10 +82,10 @@ def test_train_register_load_and_promote(world: Path) -> None:
         horizon=30,
         tracking_uri=uri,
         kind="itemknn",
-        grid={"itemknn": [{"neighbors": 5}]},
+        tuning=RecommenderTuning(grid={"itemknn": [{"neighbors": 5}]}),
     )
     if chosen != "itemknn":
-        assert again["alias"] == "challenger" and "does not beat" in str(again["decision"])
+        assert again.alias == "challenger" and "does not beat" in again.decision
 
 
 @pytest.mark.slow
@@ -74,16 +94,19 @@ def test_without_test_events_the_summary_says_so(world: Path, tmp_path: Path) ->
     folder = tmp_path / "cut"
     folder.mkdir()
     events[events["ts"] < pd.Timestamp(AS_OF)].to_parquet(folder / "events.parquet")
-    rows = train_and_register(
+    outcome = train_and_register(
         data_dir=folder,
         as_of=AS_OF,
         horizon=30,
         tracking_uri=default_tracking_uri(folder),
         kind="als",
-        grid={"als": [{"factors": 8, "iterations": 5}]},
+        tuning=RecommenderTuning(grid={"als": [{"factors": 8, "iterations": 5}]}),
+        reference=recommender_reference(world),
     )
-    assert "no test-window evaluation" in str(rows["test"])
-    assert str(rows["chosen"]).startswith("als")
+    assert outcome.facts["test_users"] == 0 and outcome.metrics.empty
+    assert outcome.facts["promotion_holdout"] == "validation"
+    assert outcome.facts["chosen"] == "als"
+    assert outcome.facts["chosen_params"] == {"factors": 8, "iterations": 5}
 
 
 @pytest.mark.slow
@@ -142,7 +165,7 @@ def test_cli_recommend_fits_on_the_fly_then_uses_the_champion(
         horizon=30,
         tracking_uri=registry,
         kind="als",
-        grid={"als": [{"factors": 8, "iterations": 5}]},
+        tuning=RecommenderTuning(grid={"als": [{"factors": 8, "iterations": 5}]}),
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
     later = tmp_path / "later.parquet"
@@ -159,3 +182,23 @@ def test_cli_recommend_fits_on_the_fly_then_uses_the_champion(
     pairs = bought[["user_id", "item_id"]].astype(str).drop_duplicates()
     clash = frame.merge(pairs, on=["user_id", "item_id"])
     assert clash.empty  # nothing already bought before the as-of date is recommended
+
+
+def test_without_a_registered_model_and_no_fit_it_is_a_named_error(world: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="no recommender at models:/recommender@champion"):
+        load_or_fit(
+            "models:/recommender@champion",
+            tracking_uri=default_tracking_uri(tmp_path),
+            data_dir=world,
+            as_of=AS_OF,
+            fit=False,
+        )
+
+
+def test_read_user_ids_keeps_file_order_once_each(tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text("user_id,x\n u2 ,1\nu1,2\n,3\nu2,4\n")
+    assert read_user_ids(path) == ["u2", "u1"]
+    (tmp_path / "bad.csv").write_text("id\nu1\n")
+    with pytest.raises(ContractError, match="no user_id column"):
+        read_user_ids(tmp_path / "bad.csv")
