@@ -20,6 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from training.errors import TrainingDataError
+
 DAY = pd.Timedelta(days=1)
 
 
@@ -104,7 +106,7 @@ class BGNBD:
                 np.log(a) - np.log(np.maximum(b + x - 1, 1e-12)) - (r + x) * np.log(alpha + t_x),
                 -np.inf,
             )
-        return a1 + a2 + np.logaddexp(a3, a4)
+        return np.asarray(a1 + a2 + np.logaddexp(a3, a4))
 
     def fit(self, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray) -> BGNBD:
         """Maximum-likelihood fit of ``r, alpha, a, b``; returns ``self``.
@@ -113,12 +115,15 @@ class BGNBD:
             frequency: Repeat transactions per customer.
             recency: Time of the last transaction since the first.
             T: Time since the first transaction.
+
+        Raises:
+            TrainingDataError: Fewer than 10 customers with ``T > 0``.
         """
         x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
         keep = big_t > 0
         x, t_x, big_t = x[keep], t_x[keep], big_t[keep]
         if len(x) < 10:
-            raise ValueError(f"BG/NBD needs at least 10 customers with history; got {len(x)}")
+            raise TrainingDataError(f"BG/NBD needs at least 10 customers with history; got {len(x)}")
 
         def objective(log_params: np.ndarray) -> float:
             ll = self.log_likelihood(np.exp(log_params), x, t_x, big_t).sum()
@@ -156,19 +161,19 @@ class BGNBD:
         r, alpha, _, _ = self.params_
         x, big_t = np.asarray(frequency, dtype=float), np.asarray(T, dtype=float)
         silent = ((alpha + big_t) / (alpha + big_t + t)) ** (r + x)
-        return self.probability_alive(frequency, recency, T) * (1.0 - silent)
+        return np.asarray(self.probability_alive(frequency, recency, T) * (1.0 - silent))
 
     def expected_transactions(
         self, t: float, frequency: np.ndarray, recency: np.ndarray, T: np.ndarray
     ) -> np.ndarray:
         """E[transactions in ``(T, T + t]``] given the history (Fader, Hardie & Lee 2005, equation 10)."""
         r, alpha, a, b = self.params_
-        x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+        x, _, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
         z = t / (alpha + big_t + t)
         hyp = hyp2f1(r + x, b + x, a + b + x - 1, z)
         silent = ((alpha + big_t) / (alpha + big_t + t)) ** (r + x)
         head = (a + b + x - 1) / (a - 1) * (1 - silent * hyp)  # also valid for a < 1 (both factors flip)
-        return head / (1 + self._odds_gone(frequency, recency, T))
+        return np.asarray(head / (1 + self._odds_gone(frequency, recency, T)))
 
 
 class GammaGamma:
@@ -185,7 +190,7 @@ class GammaGamma:
     def log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> np.ndarray:
         """Per-customer log-likelihood of the mean spend ``m`` over ``x`` transactions."""
         p, q, g = params
-        return (
+        return np.asarray(
             gammaln(p * x + q)
             - gammaln(p * x)
             - gammaln(q)
@@ -196,12 +201,18 @@ class GammaGamma:
         )
 
     def fit(self, frequency: np.ndarray, monetary_value: np.ndarray) -> GammaGamma:
-        """Maximum-likelihood fit of ``p, q, gamma`` on customers with repeat spend; returns ``self``."""
+        """Maximum-likelihood fit of ``p, q, gamma`` on customers with repeat spend; returns ``self``.
+
+        Raises:
+            TrainingDataError: Fewer than 10 customers with repeat spend.
+        """
         x, m = np.asarray(frequency, dtype=float), np.asarray(monetary_value, dtype=float)
         keep = (x > 0) & (m > 0)
         x, m = x[keep], m[keep]
         if len(x) < 10:
-            raise ValueError(f"Gamma-Gamma needs at least 10 customers with repeat spend; got {len(x)}")
+            raise TrainingDataError(
+                f"Gamma-Gamma needs at least 10 customers with repeat spend; got {len(x)}"
+            )
 
         def objective(log_params: np.ndarray) -> float:
             ll = self.log_likelihood(np.exp(log_params), x, m).sum()
@@ -226,7 +237,7 @@ class GammaGamma:
         p, q, g = self.params_
         x, m = np.asarray(frequency, dtype=float), np.asarray(monetary_value, dtype=float)
         x = np.where(m > 0, x, 0.0)
-        return (g + m * x) * p / (p * x + q - 1)
+        return np.asarray((g + m * x) * p / (p * x + q - 1))
 
 
 class RecencyRule:
@@ -297,7 +308,7 @@ class RFMLogistic:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the outcome per row."""
-        return self.model_.predict_proba(self._design(frame))[:, 1]
+        return np.asarray(self.model_.predict_proba(self._design(frame))[:, 1])
 
 
 def _log_columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:

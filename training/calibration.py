@@ -14,12 +14,14 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from training.errors import TrainingDataError
+
 _EPS = 1e-6
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+    return np.asarray(np.log(p / (1 - p)))
 
 
 def _fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -55,13 +57,18 @@ class Calibrator:
         self.seed = seed
 
     def fit(self, raw: np.ndarray, y: np.ndarray) -> Calibrator:
-        """Choose and fit the map on scores ``raw`` with outcomes ``y``; returns ``self``."""
+        """Choose and fit the map on scores ``raw`` with outcomes ``y``; returns ``self``.
+
+        Raises:
+            ValueError: Unknown ``method``.
+            TrainingDataError: ``y`` has one outcome only.
+        """
         raw = np.asarray(raw, dtype=float)
         y = np.asarray(y, dtype=int)
         if self.method not in ("auto", "isotonic", "platt"):
             raise ValueError(f"unknown calibration method {self.method!r}; use auto, isotonic or platt")
         if len(np.unique(y)) < 2:
-            raise ValueError("calibration needs both outcomes in the calibration slice")
+            raise TrainingDataError("calibration needs both outcomes in the calibration slice")
         self.cv_log_loss_: dict[str, float] = {}
         method = self.method
         if method == "auto":
@@ -86,7 +93,7 @@ class Calibrator:
         raw = np.asarray(raw, dtype=float)
         if self.method_ == "platt":
             return _platt(raw, self.slope_, self.intercept_)
-        return np.interp(raw, self.x_thresholds_, self.y_thresholds_)
+        return np.asarray(np.interp(raw, self.x_thresholds_, self.y_thresholds_))
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted map as plain JSON-able values."""

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from training.baselines import BGNBD, GammaGamma, rfm_summary
+from training.errors import TrainingDataError
 
 LABELS: dict[str, str] = {"churn": "churned", "propensity": "converted"}
 """Label column of each model kind."""
@@ -96,7 +97,7 @@ def _order_value(events: pd.DataFrame, ts: pd.Timestamp, user_ids: pd.Series) ->
     x, m = p["frequency"].to_numpy(dtype=float), p["monetary_value"].to_numpy(dtype=float)
     try:
         value = GammaGamma(penalizer=0.001).fit(x, m).expected_spend(x, m)
-    except ValueError:
+    except TrainingDataError:
         return np.full(len(user_ids), np.nan)
     return np.where(p["n_transactions"].to_numpy() > 0, value, np.nan)
 
@@ -228,7 +229,7 @@ def build_backtest(
     otherwise "predict" that user's validation label from the training one.
 
     Raises:
-        ValueError: Fewer than three usable dates.
+        TrainingDataError: Fewer than three usable dates.
     """
     frames: dict[date, pd.DataFrame] = {}
     skipped: list[date] = []
@@ -255,7 +256,7 @@ def build_backtest(
         frames[d] = frame
     usable = sorted(frames)
     if len(usable) < 3:
-        raise ValueError(
+        raise TrainingDataError(
             f"{kind}: only {len(usable)} usable back-test date(s) before {target} with horizon "
             f"{horizon} days (need 3: training, validation, holdout); use more history or a "
             "shorter --horizon"

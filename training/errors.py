@@ -16,4 +16,5 @@ class ModelNotFoundError(TrainingError):
 
 
 class TrainingDataError(TrainingError):
-    """The data cannot train this model: too few users, one class only, no events in a window."""
+    """The data cannot train or score as asked: too few users, one class only, no events in a window,
+    no back-test date that fits, a feature the model needs missing from the frame."""

@@ -18,6 +18,7 @@ import pandas as pd
 
 from training.calibration import Calibrator
 from training.drift import build_reference
+from training.errors import TrainingDataError
 
 RECENCY_FEATURES: tuple[str, ...] = (
     "days_since_last_event",
@@ -50,7 +51,7 @@ class RiskModel:
         num_threads: Threads LightGBM uses (fixed, so results do not depend on the machine).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - estimator contract: each hyperparameter is a keyword of __init__
         self,
         features: list[str] | None = None,
         categorical: list[str] | None = None,
@@ -120,10 +121,17 @@ class RiskModel:
         return present, [c for c in present if c in categorical]
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The model's input matrix: numeric columns as floats, categoricals with the training levels."""
+        """The model's input matrix: numeric columns as floats, categoricals with the training levels.
+
+        Raises:
+            TrainingDataError: ``frame`` lacks a feature the model was fitted on.
+        """
         missing = [c for c in self.features_ if c not in frame.columns]
         if missing:
-            raise ValueError(f"feature frame lacks {len(missing)} model feature(s): {', '.join(missing[:5])}")
+            raise TrainingDataError(
+                f"feature frame lacks {len(missing)} model feature(s): {', '.join(missing[:5])}; "
+                "build the features with this version or train the model again"
+            )
         out: dict[str, Any] = {}
         for c in self.features_:
             if c in self.categories_:
@@ -174,13 +182,19 @@ class RiskModel:
 
         Returns:
             ``self``.
+
+        Raises:
+            TrainingDataError: A slice has one outcome only, or no feature column has values.
         """
         y, valid_y = np.asarray(y, dtype=int), np.asarray(valid_y, dtype=int)
         if len(np.unique(y)) < 2 or len(np.unique(valid_y)) < 2:
-            raise ValueError("training and validation slices each need both outcomes")
+            raise TrainingDataError(
+                "training and validation slices each need both outcomes (some users with it, some "
+                "without); use more history or another horizon"
+            )
         self.features_, categorical = self._select(frame)
         if not self.features_:
-            raise ValueError("no usable feature columns in the training frame")
+            raise TrainingDataError("no usable feature columns in the training frame (all missing or empty)")
         self.categories_ = {
             c: sorted(map(str, pd.concat([frame[c], valid_frame[c]]).dropna().unique())) for c in categorical
         }

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from training.baselines import BGNBD, GammaGamma, rfm_summary
+from training.errors import TrainingDataError
 
 WEEK_DAYS = 7.0
 
@@ -52,7 +53,7 @@ def value_at_stake(events: pd.DataFrame, as_of: date, user_ids: pd.Series, horiz
         try:
             gg = GammaGamma(penalizer=0.001).fit(x, m)
             order_value = gg.expected_spend(x, m)
-        except ValueError:  # too few repeat buyers to fit: each user's own mean, else the overall mean
+        except TrainingDataError:  # too few repeat buyers to fit: each user's own mean, else the overall mean
             spend = events.loc[(events["ts"] < ts) & (events["event_type"] == "purchase"), "amount"]
             order_value = np.where(m > 0, m, float(spend.mean()) if len(spend) else 0.0)
     return pd.DataFrame(

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from training.drift import PSI_WARN, drift_report
+from training.errors import TrainingDataError
 from training.reasons import top_reasons
 from training.risk_model import RiskModel
 from training.value import value_at_stake
@@ -44,7 +45,7 @@ class Scored:
     @property
     def drifted(self) -> list[str]:
         """Features whose PSI against the latest training snapshot is past the warning line."""
-        return self.drift.loc[self.drift["drifted"], "feature"].tolist()
+        return [str(name) for name in self.drift.loc[self.drift["drifted"], "feature"]]
 
 
 def population(features: pd.DataFrame, lookback: int) -> pd.DataFrame:
@@ -73,10 +74,13 @@ def score_churn(
     Returns:
         Scores (``user_id, churn_risk, lifecycle_stage, reasons, rfm_segment``, ...) sorted by risk, and
         the drift report.
+
+    Raises:
+        TrainingDataError: No user was active in the look-back.
     """
     pop = population(features, lookback)
     if pop.empty:
-        raise ValueError(f"no user was active in the {lookback} days before the as-of date")
+        raise TrainingDataError(f"no user was active in the {lookback} days before the as-of date")
     risk = model.predict_proba(pop)
     reasons = top_reasons(pop, model.contributions(pop), k=3, sign=1)
     scores = pd.DataFrame(
@@ -115,6 +119,9 @@ def winback_list(
     Returns:
         :data:`WINBACK_COLUMNS` then ``expected_purchases, expected_order_value`` (``offer_id`` empty
         until the next-best-offer model lands).
+
+    Raises:
+        TrainingDataError: ``segment`` is no user's RFM segment or lifecycle stage here.
     """
     frame = scores.merge(values, on="user_id", how="left")
     frame["value_at_stake"] = frame["value_at_stake"].fillna(0.0)
@@ -123,7 +130,7 @@ def winback_list(
     if segment is not None:
         known = set(frame["rfm_segment"].astype(str)) | set(frame["lifecycle_stage"].astype(str))
         if segment not in known:
-            raise ValueError(f"unknown segment {segment!r}; known here: {', '.join(sorted(known))}")
+            raise TrainingDataError(f"unknown segment {segment!r}; known here: {', '.join(sorted(known))}")
         frame = frame.loc[(frame["rfm_segment"] == segment) | (frame["lifecycle_stage"] == segment)]
     frame = frame.loc[frame["value_at_stake"] >= min_value]
     frame = frame.sort_values(["expected_value_saved", "user_id"], ascending=[False, True], ignore_index=True)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from training.calibration import Calibrator
+from training.errors import TrainingDataError
 from training.evaluate import expected_calibration_error
 
 
@@ -19,7 +20,7 @@ def _distorted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("method", ["auto", "isotonic", "platt"])
 def test_calibration_restores_probabilities(method: str) -> None:
     raw, y, _ = _distorted(20000, 0)
-    raw_test, y_test, truth_test = _distorted(20000, 1)
+    raw_test, y_test, _ = _distorted(20000, 1)
     cal = Calibrator(method).fit(raw, y)
     before = expected_calibration_error(y_test, raw_test)
     after = expected_calibration_error(y_test, cal.predict(raw_test))
@@ -42,5 +43,5 @@ def test_auto_prefers_platt_when_the_distortion_is_logistic_and_data_few() -> No
 
 
 def test_one_outcome_only_is_refused() -> None:
-    with pytest.raises(ValueError, match="both outcomes"):
+    with pytest.raises(TrainingDataError, match="both outcomes"):
         Calibrator().fit(np.linspace(0, 1, 50), np.zeros(50))

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from training.churn_mlflow import RiskPyfunc, model_input
+from training.errors import TrainingDataError
 from training.evaluate import binary_metrics
 from training.registry import default_tracking_uri, use_experiment
 from training.risk_model import RECENCY_FEATURES, RiskModel
@@ -91,7 +92,7 @@ def test_unknown_levels_and_missing_values_are_scored(fitted: RiskModel, frames:
     x, _ = frames["test"]
     odd = x.head(5).assign(channel=["tiktok", None, "email", "", "organic"], days_since_last_purchase=np.nan)
     assert np.isfinite(fitted.predict_proba(odd)).all()
-    with pytest.raises(ValueError, match="lacks"):
+    with pytest.raises(TrainingDataError, match="lacks"):
         fitted.predict_proba(x.drop(columns=["orders_90d"]))
 
 

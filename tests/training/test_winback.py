@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from training.errors import TrainingDataError
 from training.value import value_at_stake
 from training.winback import WINBACK_COLUMNS, winback_list
 
@@ -85,5 +86,5 @@ def test_big_spender_at_40_percent_ranks_above_small_spender_at_60() -> None:
     assert winback_list(scores, values, segment="cant_lose")["user_id"].tolist() == ["big"]
     assert winback_list(scores, values, min_value=80)["user_id"].tolist() == ["big", "mid"]
     assert winback_list(scores, values, top=1)["user_id"].tolist() == ["big"]
-    with pytest.raises(ValueError, match="unknown segment"):
+    with pytest.raises(TrainingDataError, match="unknown segment"):
         winback_list(scores, values, segment="vip")

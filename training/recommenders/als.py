@@ -119,7 +119,7 @@ class FactorModel(RecommenderModel):
         """Taste factors scaled to unit length."""
         self._check_fitted()
         v = self._taste_factors()
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return np.asarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
 
 
 class ALSRecommender(FactorModel):

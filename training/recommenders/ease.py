@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from training.errors import TrainingDataError
 from training.recommenders.base import RecommenderModel
 
 
@@ -36,10 +37,17 @@ class EASERecommender(RecommenderModel):
         return x
 
     def fit(self, user_items: sp.csr_matrix) -> EASERecommender:
-        """Solve for the item-item weights in closed form."""
+        """Solve for the item-item weights in closed form.
+
+        Raises:
+            TrainingDataError: More items than ``max_items``.
+        """
         n_items = user_items.shape[1]
         if n_items > self.max_items:
-            raise ValueError(f"ease: {n_items} items is more than max_items={self.max_items}")
+            raise TrainingDataError(
+                f"ease: {n_items} items is more than max_items={self.max_items} (a dense items × items "
+                "matrix); use another family or raise max_items"
+            )
         x = self._x(user_items)
         gram = np.asarray((x.T @ x).toarray())
         gram[np.diag_indices(n_items)] += self.l2
@@ -58,4 +66,4 @@ class EASERecommender(RecommenderModel):
         """Weight columns, unit length."""
         self._check_fitted()
         v = self.weights_.T
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return np.asarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from training.errors import TrainingDataError
 from training.recommenders.base import RecommenderModel
 
 
@@ -42,10 +43,17 @@ class ItemKNNRecommender(RecommenderModel):
         self.max_items = max_items
 
     def fit(self, user_items: sp.csr_matrix) -> ItemKNNRecommender:
-        """Compute the pruned cosine similarity of item columns (diagonal zero)."""
+        """Compute the pruned cosine similarity of item columns (diagonal zero).
+
+        Raises:
+            TrainingDataError: More items than ``max_items``.
+        """
         n_items = user_items.shape[1]
         if n_items > self.max_items:
-            raise ValueError(f"itemknn: {n_items} items is more than max_items={self.max_items}")
+            raise TrainingDataError(
+                f"itemknn: {n_items} items is more than max_items={self.max_items} (a dense items × items "
+                "matrix); use another family or raise max_items"
+            )
         x = sp.csr_matrix(user_items, dtype=np.float64)
         if self.binary:
             x.data = np.ones_like(x.data)
@@ -68,7 +76,7 @@ class ItemKNNRecommender(RecommenderModel):
         """Similarity columns, unit length (similar items = items with similar neighbourhoods)."""
         self._check_fitted()
         v = self.similarity_.T
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return np.asarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
 
     def similar_items(self, item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The items with the highest cosine similarity to ``item`` (itself excluded)."""

@@ -61,7 +61,7 @@ class Recommender:
         histories_replaced: ``history`` is not what the model was fitted on (see :meth:`with_history`).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only parts, each named as saved; a dataclass would add nothing
         self,
         *,
         model: RecommenderModel,
@@ -186,7 +186,7 @@ class Recommender:
         empty = np.zeros(0, np.int64)
         return scores, empty, empty, "fallback"
 
-    def recommend(
+    def recommend(  # noqa: PLR0913 - independent keyword-only filters, set one at a time by name
         self,
         user_id: str,
         k: int = 10,
@@ -287,7 +287,7 @@ class Recommender:
             del cells[j]
 
     # ------------------------------------------------------------------ batch
-    def recommend_batch(
+    def recommend_batch(  # noqa: PLR0913 - the keyword filters of recommend, plus the batch inputs
         self,
         user_ids: Iterable[str],
         k: int = 10,
