@@ -12,18 +12,19 @@ validation slice (:func:`search_model`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Unpack
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from training.baselines import BGNBD, RecencyRule, RFMLogistic, rfm_summary
-from training.datasets import STACKED_FEATURES, BacktestSet, build_backtest
+from training.datasets import STACKED_FEATURES, BacktestPlan, BacktestSet, build_backtest
 from training.evaluate import metrics_table
-from training.risk_model import RECENCY_FEATURES, RiskModel
+from training.risk_model import RECENCY_FEATURES, RiskModel, RiskParams, Trial
 
 ACTIVITY_TYPES: tuple[str, ...] = ("view", "add_to_cart", "purchase")
 """Events that count as activity (a refund does not)."""
@@ -45,8 +46,8 @@ KINDS: dict[str, KindSpec] = {
 }
 MODEL_NAME = "lightgbm"
 BASELINES: tuple[str, ...] = ("recency_rule", "rfm_logistic", "bg_nbd")
-SEARCH_GRID: tuple[dict[str, object], ...] = tuple(
-    {"num_leaves": leaves, "min_child_samples": child, "colsample": cols, "reg_lambda": l2}
+SEARCH_GRID: tuple[RiskParams, ...] = tuple(
+    RiskParams(num_leaves=leaves, min_child_samples=child, colsample=cols, reg_lambda=l2)
     for leaves, child in ((4, 200), (7, 100))
     for cols, l2 in ((0.5, 1.0), (0.8, 10.0))
 )
@@ -73,15 +74,15 @@ def feature_list(kind: str) -> tuple[list[str], list[str]]:
     return [*names, *STACKED_FEATURES], list(feature_sets.CATEGORICAL_FEATURES)
 
 
-def new_model(kind: str, seed: int = 0, **params: object) -> RiskModel:
+def new_model(kind: str, seed: int = 0, **params: Unpack[RiskParams]) -> RiskModel:
     """An unfitted model of ``kind`` with its feature list and monotone constraints on recency."""
     spec = spec_for(kind)
     features, categorical = feature_list(kind)
     monotone = dict.fromkeys(RECENCY_FEATURES, spec.sign)
-    return RiskModel(features=features, categorical=categorical, monotone=monotone, seed=seed, **params)  # type: ignore[arg-type]
+    return RiskModel(features=features, categorical=categorical, monotone=monotone, seed=seed, **params)
 
 
-def fit_model(kind: str, bt: BacktestSet, seed: int = 0, **params: object) -> RiskModel:
+def fit_model(kind: str, bt: BacktestSet, seed: int = 0, **params: Unpack[RiskParams]) -> RiskModel:
     """Fit on the back-test's training slice; early stopping and calibration on its validation slice."""
     model = new_model(kind, seed=seed, **params)
     return model.fit(bt.train, bt.train["label"].to_numpy(), bt.valid, bt.valid["label"].to_numpy())
@@ -92,8 +93,8 @@ def search_model(
     bt: BacktestSet,
     seed: int = 0,
     *,
-    grid: tuple[dict[str, object], ...] = SEARCH_GRID,
-    params: dict[str, object] | None = None,
+    grid: tuple[RiskParams, ...] = SEARCH_GRID,
+    params: RiskParams | None = None,
 ) -> RiskModel:
     """Fit one model per ``grid`` entry and keep the best validation ROC-AUC (the holdout is not read).
 
@@ -101,12 +102,13 @@ def search_model(
     """
     best: RiskModel | None = None
     best_auc = -np.inf
-    trials: list[dict[str, object]] = []
+    trials: list[Trial] = []
     y_valid = bt.valid["label"].to_numpy()
     for trial in grid:
-        model = fit_model(kind, bt, seed=seed, **{**(params or {}), **trial})
+        chosen: RiskParams = {**(params or {}), **trial}
+        model = fit_model(kind, bt, seed=seed, **chosen)
         auc = float(roc_auc_score(y_valid, model.predict_raw(bt.valid)))
-        trials.append({**trial, "valid_roc_auc": auc, "best_iteration": model.best_iteration_})
+        trials.append(Trial(params=trial, valid_roc_auc=auc, best_iteration=model.best_iteration_))
         if auc > best_auc:
             best, best_auc = model, auc
     assert best is not None
@@ -154,15 +156,67 @@ def holdout_scores(
     }
 
 
+@dataclass(frozen=True)
+class ChurnOptions:
+    """How a churn or propensity model is trained, built once at the edge and passed down whole.
+
+    Attributes:
+        lookback: Population: users active in this many days before each as-of date.
+        n_dates: Back-test as-of dates.
+        step_days: Days between them.
+        seed: Model seed (the same seed and data give the same model).
+        search: Choose the hyperparameters from :data:`SEARCH_GRID` on the validation slice (else
+            ``params`` as given).
+        params: Model hyperparameters (see :class:`RiskModel`); a search overrides the ones it tries.
+    """
+
+    lookback: int = 365
+    n_dates: int = 12
+    step_days: int = 14
+    seed: int = 0
+    search: bool = True
+    params: RiskParams = field(default_factory=RiskParams)
+
+    @property
+    def backtest(self) -> BacktestPlan:
+        """The back-test these options ask for."""
+        return BacktestPlan(lookback=self.lookback, n_dates=self.n_dates, step_days=self.step_days)
+
+
 @dataclass
 class TrainResult:
-    """A fitted model and its side-by-side evaluation on the holdout."""
+    """A fitted model and its side-by-side evaluation on the holdout.
+
+    Attributes:
+        kind: ``churn`` or ``propensity``.
+        model: The fitted, calibrated model.
+        backtest: The slices it was fitted, validated and checked on.
+        scores: Holdout probabilities of the model and of each baseline, by name.
+        table: Holdout metrics: one row per model (the model first), one column per metric.
+        target: The target date (nothing at or after it was read).
+        horizon: Label window in days.
+        options: The options it was trained with.
+    """
 
     kind: str
     model: RiskModel
     backtest: BacktestSet
     scores: dict[str, np.ndarray]
     table: pd.DataFrame
+    target: date
+    horizon: int
+    options: ChurnOptions
+
+    def facts(self) -> dict[str, object]:
+        """What the model was fitted and checked on, as raw values for the caller to show."""
+        bt = self.backtest
+        return {
+            "backtest_dates": list(bt.dates),
+            "training_rows": len(bt.train),
+            "holdout_users": len(bt.holdout),
+            "holdout_date": bt.holdout_date,
+            "holdout_rate": float(bt.holdout["label"].mean()),
+        }
 
 
 def train_kind(
@@ -171,13 +225,8 @@ def train_kind(
     *,
     horizon: int,
     kind: str,
-    lookback: int = 365,
-    n_dates: int = 12,
-    step_days: int = 14,
-    seed: int = 0,
-    search: bool = True,
+    options: ChurnOptions | None = None,
     progress: Callable[[str], None] | None = None,
-    **params: object,
 ) -> TrainResult:
     """Back-test, fit and evaluate one kind as of ``target`` (reads no event at or after it).
 
@@ -186,37 +235,29 @@ def train_kind(
         target: Target date; every label window closes on or before it.
         horizon: Label window in days.
         kind: ``churn`` or ``propensity``.
-        lookback: Population: users active in this many days before each as-of date.
-        n_dates: Back-test as-of dates.
-        step_days: Days between them.
-        seed: Model seed.
-        search: Choose the hyperparameters from :data:`SEARCH_GRID` on the validation slice (else
-            ``params`` as given).
+        options: Back-test, seed and hyperparameters (default: :class:`ChurnOptions`'s defaults).
         progress: Called with a line of text before each long step.
-        **params: Model hyperparameters (see :class:`RiskModel`).
 
     Returns:
         The fitted model, the back-test and the holdout metrics of the model and the baselines.
+
+    Raises:
+        ValueError: Unknown ``kind``.
+        TrainingDataError: The data cannot train it (too few usable back-test dates, one outcome only, ...).
     """
     from features.contract import load_table
 
+    options = options or ChurnOptions()
     spec_for(kind)
     bt = build_backtest(
-        data_dir,
-        target,
-        horizon=horizon,
-        kind=kind,
-        lookback=lookback,
-        n_dates=n_dates,
-        step_days=step_days,
-        progress=progress,
+        data_dir, target, horizon=horizon, kind=kind, plan=options.backtest, progress=progress
     )
     if progress is not None:
         progress(f"{kind}: fitting LightGBM on {len(bt.train):,} rows, validating on {len(bt.valid):,}")
     model = (
-        search_model(kind, bt, seed=seed, params=params)
-        if search
-        else fit_model(kind, bt, seed=seed, **params)
+        search_model(kind, bt, seed=options.seed, params=options.params)
+        if options.search
+        else fit_model(kind, bt, seed=options.seed, **options.params)
     )
     events = load_table(data_dir, "events", required=True)
     assert events is not None
@@ -225,44 +266,13 @@ def train_kind(
         progress(f"{kind}: scoring the model and baselines on the holdout as of {bt.holdout_date}")
     scores = holdout_scores(model, bt, events, horizon, kind)
     table = metrics_table(bt.holdout["label"].to_numpy(), scores)
-    return TrainResult(kind=kind, model=model, backtest=bt, scores=scores, table=table)
-
-
-def train_and_register(
-    *, data_dir: str | Path, as_of: date, horizon: int, tracking_uri: str, kind: str, **options: object
-) -> dict[str, object]:
-    """Train ``kind`` as of ``as_of``, log the run to MLflow (experiment ``kind``) and promote it.
-
-    The new version becomes ``champion`` only if its holdout ROC-AUC beats the current champion's,
-    re-scored on the same holdout; otherwise ``challenger``.
-
-    Args:
-        data_dir: Data folder (artifacts go to ``data_dir/mlartifacts``).
-        as_of: Target date.
-        horizon: Label window in days.
-        tracking_uri: MLflow tracking and registry URI.
-        kind: ``churn`` or ``propensity``.
-        **options: Passed to :func:`train_kind` (``lookback``, ``n_dates``, ``step_days``, ``seed``, ...).
-
-    Returns:
-        Summary rows: holdout date and size, the metrics table in brief, the version, alias and reason.
-    """
-    from training.churn_mlflow import log_and_promote
-
-    result = train_kind(data_dir, as_of, horizon=horizon, kind=kind, **options)  # type: ignore[arg-type]
-    decision, run_id = log_and_promote(
-        result, data_dir=data_dir, target=as_of, horizon=horizon, tracking_uri=tracking_uri, options=options
+    return TrainResult(
+        kind=kind,
+        model=model,
+        backtest=bt,
+        scores=scores,
+        table=table,
+        target=target,
+        horizon=horizon,
+        options=options,
     )
-    bt = result.backtest
-    rows: dict[str, object] = {
-        "back-test dates": ", ".join(str(d) for d in bt.dates),
-        "training rows": len(bt.train),
-        "holdout": f"{len(bt.holdout):,} users as of {bt.holdout_date} "
-        f"(outcome rate {bt.holdout['label'].mean():.3f})",
-    }
-    for name, row in result.table.iterrows():
-        rows[f"holdout {name}"] = " ".join(f"{k} {v:.3f}" for k, v in row.items())
-    rows.update(
-        {"run": run_id, "version": decision.version, "alias": decision.alias, "decision": decision.reason}
-    )
-    return rows

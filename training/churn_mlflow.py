@@ -7,28 +7,30 @@ estimator for reasons and drift (:func:`load_risk_model`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
-from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 from sklearn.metrics import roc_auc_score
 
+from training.churn import MODEL_NAME, TrainResult
+from training.errors import ModelNotFoundError
 from training.evaluate import format_table
 from training.plots import calibration_figure, importance_figure, lift_figure, roc_figure
-from training.registry import Decision, promote, use_experiment
+from training.registry import connect, promote, use_experiment
+from training.results import TrainOutcome
 from training.risk_model import RiskModel
 
-if TYPE_CHECKING:
-    from training.churn import TrainResult
-
 PROMOTION_METRIC = "roc_auc"
+MISSING_CODES: frozenset[str] = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+"""MLflow's error codes, when looking up an alias, for a registered model or an alias that does not exist."""
 
 
 class RiskPyfunc(PythonModel):
@@ -58,19 +60,28 @@ def load_risk_model(tracking_uri: str, name: str, alias: str = "champion") -> Ri
     """The estimator behind ``models:/<name>@<alias>``.
 
     Raises:
-        RuntimeError: No such registered model or alias in the tracking store.
+        ModelNotFoundError: No such registered model or alias in the tracking store, or it is not a churn
+            or propensity model.
+        mlflow.exceptions.MlflowException: The registry cannot be read (unusable URI, no answer).
     """
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    connect(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)  # a URI it cannot use raises here
     try:
-        loaded = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
+        client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as exc:
-        raise RuntimeError(
-            f"no {name} model with alias {alias!r} in {tracking_uri}; run `userops train {name}` or "
-            f"`userops pipeline` first"
+        if exc.error_code not in MISSING_CODES:  # e.g. a tracking server that does not answer
+            raise
+        raise ModelNotFoundError(
+            f"no {name} model with alias {alias!r} in {tracking_uri}; train one first: "
+            f"`userops train {name}` or `userops pipeline`"
         ) from exc
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
     wrapper = loaded.unwrap_python_model()
-    return wrapper.model  # type: ignore[no-any-return]
+    if not isinstance(wrapper, RiskPyfunc):
+        raise ModelNotFoundError(
+            f"models:/{name}@{alias} in {tracking_uri} is not a churn or propensity model"
+        )
+    return wrapper.model
 
 
 def _log_plots(result: TrainResult) -> None:
@@ -89,29 +100,30 @@ def _log_plots(result: TrainResult) -> None:
         plt.close(fig)
 
 
-def log_and_promote(
-    result: TrainResult,
-    *,
-    data_dir: str | Path,
-    target: date,
-    horizon: int,
-    tracking_uri: str,
-    options: dict[str, object],
-) -> tuple[Decision, str]:
+def log_and_promote(result: TrainResult, *, data_dir: str | Path, tracking_uri: str) -> TrainOutcome:
     """Log one run (parameters, data window, metrics, plots, model) and promote the model.
 
+    The new version becomes ``champion`` only if its holdout ROC-AUC beats the current champion's,
+    re-scored on the same holdout; otherwise ``challenger``.
+
+    Args:
+        result: The trained model and its holdout evaluation (:func:`training.churn.train_kind`).
+        data_dir: Data folder (a new experiment's artifacts go to ``data_dir/mlartifacts``).
+        tracking_uri: MLflow tracking and registry URI.
+
     Returns:
-        The promotion decision and the run id.
+        The run, the registered version, its alias and why, the metrics table and the run's facts.
     """
     use_experiment(tracking_uri, result.kind, Path(data_dir) / "mlartifacts")
-    bt, model = result.backtest, result.model
+    bt, model, target = result.backtest, result.model, result.target
+    options = dataclasses.asdict(result.options)
     holdout = bt.holdout
     y = holdout["label"].to_numpy()
     with mlflow.start_run(run_name=f"{result.kind} as of {target}") as run:
         params: dict[str, object] = {
             "kind": result.kind,
             "target_as_of": str(target),
-            "horizon_days": horizon,
+            "horizon_days": result.horizon,
             "backtest_dates": ",".join(str(d) for d in bt.dates),
             "skipped_dates": ",".join(map(str, bt.skipped)),
             "train_rows": len(bt.train),
@@ -129,11 +141,11 @@ def log_and_promote(
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         for i, trial in enumerate(model.search_):  # the hyperparameter search, one child run per trial
             with mlflow.start_run(run_name=f"{result.kind} trial {i}", nested=True):
-                mlflow.log_params({k: v for k, v in trial.items() if k != "valid_roc_auc"})
-                mlflow.log_metric("valid_roc_auc", float(trial["valid_roc_auc"]))  # type: ignore[arg-type]
+                mlflow.log_params({**trial.params, "best_iteration": trial.best_iteration})
+                mlflow.log_metric("valid_roc_auc", trial.valid_roc_auc)
         metrics = {"holdout_outcome_rate": float(y.mean())}
         for name, row in result.table.iterrows():
-            prefix = "" if name == "lightgbm" else f"{name}_"
+            prefix = "" if name == MODEL_NAME else f"{name}_"
             metrics.update({f"{prefix}{k}": float(v) for k, v in row.items() if np.isfinite(v)})
         mlflow.log_metrics(metrics)
         mlflow.log_text(format_table(result.table) + "\n", "metrics.md")
@@ -159,7 +171,7 @@ def log_and_promote(
             champion = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
             return float(roc_auc_score(y, champion.predict_proba(holdout)))
 
-        score = float(result.table[PROMOTION_METRIC].to_numpy()[list(result.table.index).index("lightgbm")])
+        score = float(result.table[PROMOTION_METRIC].to_numpy()[list(result.table.index).index(MODEL_NAME)])
         decision = promote(
             tracking_uri=tracking_uri,
             name=result.kind,
@@ -169,4 +181,13 @@ def log_and_promote(
             score_champion=score_champion,
         )
         mlflow.set_tags({"decision": decision.reason, "alias": decision.alias, "version": decision.version})
-    return decision, run.info.run_id
+    return TrainOutcome(
+        kind=result.kind,
+        run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        version=decision.version,
+        alias=decision.alias,
+        decision=decision.reason,
+        metrics=result.table,
+        facts=result.facts(),
+    )

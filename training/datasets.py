@@ -206,35 +206,59 @@ def _snapshots(data_dir: str | Path, dates: list[date]) -> list[pd.DataFrame]:
         return [pd.read_parquet(p) for p in paths]
 
 
+@dataclass(frozen=True)
+class BacktestPlan:
+    """Which as-of dates a back-test takes and how it splits users.
+
+    Attributes:
+        lookback: Population: users active in this many days before each as-of date.
+        n_dates: Back-test as-of dates, the latest ``horizon`` days before the target.
+        step_days: Days between them.
+        min_rows: A date with fewer users (or a single outcome) is skipped.
+        check_share: Share of users kept for validation and holdout (never fitted on).
+    """
+
+    lookback: int = 365
+    n_dates: int = 6
+    step_days: int = 30
+    min_rows: int = 50
+    check_share: float = 0.3
+
+
 def build_backtest(
     data_dir: str | Path,
     target: date,
     *,
     horizon: int,
     kind: str,
-    lookback: int = 365,
-    n_dates: int = 6,
-    step_days: int = 30,
-    min_rows: int = 50,
-    check_share: float = 0.3,
+    plan: BacktestPlan | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BacktestSet:
     """Labelled snapshots for the back-test dates, split into training, validation and holdout by time.
 
-    Dates with fewer than ``min_rows`` users or a single outcome are skipped (the earliest dates of a
-    short history). Users are split once, by a hash of their id, into fitting users and check users
-    (``check_share`` of them): the training slice holds only fitting users' rows, the validation and
-    holdout slices only check users' rows. With as-of dates closer than the horizon, a user's label
+    Dates with fewer than ``plan.min_rows`` users or a single outcome are skipped (the earliest dates of
+    a short history). Users are split once, by a hash of their id, into fitting users and check users
+    (``plan.check_share`` of them): the training slice holds only fitting users' rows, the validation
+    and holdout slices only check users' rows. With as-of dates closer than the horizon, a user's label
     windows overlap from one date to the next, so a booster that recognises a training user would
     otherwise "predict" that user's validation label from the training one.
+
+    Args:
+        data_dir: Data folder.
+        target: Every label window closes on or before it; nothing at or after it is read.
+        horizon: Label window in days.
+        kind: ``churn`` or ``propensity``.
+        plan: Dates, population and user split (default: :class:`BacktestPlan`'s defaults).
+        progress: Called with a line of text before each long step.
 
     Raises:
         TrainingDataError: Fewer than three usable dates.
     """
+    plan = plan or BacktestPlan()
     frames: dict[date, pd.DataFrame] = {}
     skipped: list[date] = []
     events = load_events_before(data_dir, target)
-    dates = backtest_dates(target, horizon, n_dates=n_dates, step_days=step_days)
+    dates = backtest_dates(target, horizon, n_dates=plan.n_dates, step_days=plan.step_days)
     if progress is not None:
         progress(f"{kind}: feature snapshots as of {dates[0]} .. {dates[-1]}")
     for d, snapshot in zip(dates, _snapshots(data_dir, dates), strict=True):
@@ -245,12 +269,12 @@ def build_backtest(
             d,
             horizon=horizon,
             kind=kind,
-            lookback=lookback,
+            lookback=plan.lookback,
             end=target,
             events=events,
             features=snapshot,
         )
-        if len(frame) < min_rows or frame["label"].nunique() < 2:
+        if len(frame) < plan.min_rows or frame["label"].nunique() < 2:
             skipped.append(d)
             continue
         frames[d] = frame
@@ -262,8 +286,8 @@ def build_backtest(
             "shorter --horizon"
         )
     holdout_date, valid_date = usable[-1], usable[-2]
-    check = {d: frames[d].loc[check_users(frames[d]["user_id"], check_share)] for d in usable}
-    fit = {d: frames[d].loc[~check_users(frames[d]["user_id"], check_share)] for d in usable}
+    check = {d: frames[d].loc[check_users(frames[d]["user_id"], plan.check_share)] for d in usable}
+    fit = {d: frames[d].loc[~check_users(frames[d]["user_id"], plan.check_share)] for d in usable}
     return BacktestSet(
         train=pd.concat([fit[d] for d in usable[:-2]], ignore_index=True),
         valid=pd.concat([check[d] for d in usable[:-1]], ignore_index=True),

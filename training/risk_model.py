@@ -9,8 +9,9 @@ the calibration map is non-decreasing, so the calibrated probability keeps that 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import lightgbm as lgb
 import numpy as np
@@ -28,6 +29,30 @@ RECENCY_FEATURES: tuple[str, ...] = (
 """Features that measure time since the last activity: risk may only rise with them."""
 
 NOT_FEATURES: frozenset[str] = frozenset({"user_id", "as_of", "label", "churned", "converted"})
+
+
+class RiskParams(TypedDict, total=False):
+    """Hyperparameters of :class:`RiskModel` that a caller or a search may set (see its arguments)."""
+
+    n_estimators: int
+    learning_rate: float
+    num_leaves: int
+    min_child_samples: int
+    subsample: float
+    colsample: float
+    reg_lambda: float
+    early_stopping_rounds: int
+    calibration: str
+    num_threads: int
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a hyperparameter search: what it set, how it scored on validation, its rounds."""
+
+    params: RiskParams
+    valid_roc_auc: float
+    best_iteration: int
 
 
 class RiskModel:
@@ -82,7 +107,7 @@ class RiskModel:
         self.calibration = calibration
         self.seed = seed
         self.num_threads = num_threads
-        self.search_: list[dict[str, object]] = []  # trials of a hyperparameter search, when one chose this
+        self.search_: list[Trial] = []  # trials of a hyperparameter search, when one chose this
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters (for MLflow and for :meth:`load`)."""

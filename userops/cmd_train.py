@@ -68,7 +68,7 @@ def train(
     with step(f"train {kind.value}") as started:
         uri = Settings().tracking_uri_for(data)
         if kind in (Kind.churn, Kind.propensity):
-            from training.churn import train_and_register
+            from training.churn_run import train_and_register
 
             outcome = train_and_register(
                 data_dir=data, as_of=as_of, horizon=horizon, tracking_uri=uri, kind=kind.value

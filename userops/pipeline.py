@@ -42,17 +42,18 @@ def score_outputs(
         ``(scores, winback, drifted feature names, drift report)``.
 
     Raises:
-        RuntimeError: No churn champion is registered in ``tracking_uri``.
+        ModelNotFoundError: No churn champion is registered in ``tracking_uri``.
     """
     from features.job import build_features
     from training.churn_mlflow import load_risk_model
     from training.datasets import load_events_before, with_stacked
+    from training.errors import ModelNotFoundError
     from training.winback import population, score_churn, values_for, winback_list
 
     model = load_risk_model(tracking_uri, "churn")
     try:
         propensity = load_risk_model(tracking_uri, "propensity")
-    except RuntimeError:
+    except ModelNotFoundError:
         propensity = None
     frame = features if features is not None else build_features(data_dir, as_of)
     # the models' BG/NBD and Gamma-Gamma inputs, fitted on the scored population's history, as in training
@@ -79,7 +80,8 @@ def run_pipeline(
     ``data_dir/scores/churn_as_of=DATE.csv`` and ``data_dir/winback/winback_as_of=DATE.csv``.
     """
     from features.job import run_job
-    from training.churn import train_and_register
+    from training.churn import ChurnOptions
+    from training.churn_run import train_and_register
 
     say = progress or (lambda _: None)
     report = PipelineReport()
@@ -90,18 +92,18 @@ def run_pipeline(
     frame = pd.read_parquet(path)
     for kind in ("churn", "propensity"):
         say(f"train {kind}: back-test, fit, evaluate beside baselines, promote")
-        rows = train_and_register(
+        outcome = train_and_register(
             data_dir=data,
             as_of=as_of,
             horizon=horizon,
             tracking_uri=tracking_uri,
             kind=kind,
-            lookback=lookback,
+            options=ChurnOptions(lookback=lookback),
             progress=say,
         )
-        metrics = rows.get("holdout lightgbm", "")
-        report.rows[f"{kind} holdout"] = metrics
-        report.rows[f"{kind} decision"] = rows["decision"]
+        model = outcome.metrics.loc["lightgbm"]
+        report.rows[f"{kind} holdout"] = " ".join(f"{k} {v:.3f}" for k, v in model.items())
+        report.rows[f"{kind} decision"] = outcome.decision
     say("score churn and build the win-back list")
     scores, winback, drifted, _ = score_outputs(
         data,

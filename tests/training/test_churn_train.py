@@ -17,8 +17,9 @@ import pytest
 
 from simulator.oracle import out_of_time_table
 from simulator.simulate import WorldConfig, simulate
-from training.churn import TrainResult, train_and_register, train_kind
+from training.churn import ChurnOptions, TrainResult, train_kind
 from training.churn_mlflow import load_risk_model, log_and_promote
+from training.churn_run import train_and_register
 from training.registry import CHALLENGER, CHAMPION, default_tracking_uri
 from training.risk_model import RECENCY_FEATURES
 
@@ -36,7 +37,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(world: Path) -> TrainResult:
-    return train_kind(world, TARGET, horizon=HORIZON, kind="churn", seed=0)
+    return train_kind(world, TARGET, horizon=HORIZON, kind="churn", options=ChurnOptions(seed=0))
 
 
 def test_close_to_the_oracle_and_calibrated(trained: TrainResult, world: Path) -> None:
@@ -66,7 +67,7 @@ def test_no_event_at_or_after_the_target_is_read(trained: TrainResult, world: Pa
     kept.to_parquet(cut / "events.parquet", index=False)
     exposures = pd.read_parquet(cut / "exposures.parquet")
     exposures.loc[exposures["ts"] < pd.Timestamp(TARGET)].to_parquet(cut / "exposures.parquet", index=False)
-    again = train_kind(cut, TARGET, horizon=HORIZON, kind="churn", seed=0)
+    again = train_kind(cut, TARGET, horizon=HORIZON, kind="churn", options=ChurnOptions(seed=0))
     assert again.model.booster_.model_to_string() == trained.model.booster_.model_to_string()
     pd.testing.assert_frame_equal(again.table, trained.table)
 
@@ -86,11 +87,9 @@ def test_more_recent_activity_never_raises_risk_on_the_world(trained: TrainResul
 
 def test_mlflow_run_champion_then_challenger(trained: TrainResult, world: Path) -> None:
     uri = default_tracking_uri(world)
-    first, run_id = log_and_promote(
-        trained, data_dir=world, target=TARGET, horizon=HORIZON, tracking_uri=uri, options={}
-    )
-    assert first.alias == CHAMPION
-    run = mlflow.MlflowClient(uri).get_run(run_id)
+    first = log_and_promote(trained, data_dir=world, tracking_uri=uri)
+    assert first.alias == CHAMPION and first.kind == "churn" and first.model_uri
+    run = mlflow.MlflowClient(uri).get_run(first.run_id)
     for name in (
         "roc_auc",
         "pr_auc",
@@ -103,7 +102,8 @@ def test_mlflow_run_champion_then_challenger(trained: TrainResult, world: Path) 
     ):
         assert name in run.data.metrics
     assert run.data.params["holdout_as_of"] == "2025-06-30" and run.data.params["target_as_of"] == str(TARGET)
-    artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(run_id, "plots")}
+    assert run.data.params["lookback"] == "365" and run.data.params["seed"] == "0"
+    artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(first.run_id, "plots")}
     assert artifacts == {
         "plots/roc.png",
         "plots/calibration.png",
@@ -116,11 +116,21 @@ def test_mlflow_run_champion_then_challenger(trained: TrainResult, world: Path) 
     info = mlflow.models.get_model_info("models:/churn@champion")
     assert info.signature is not None and info.saved_input_example_info is not None
     # the same data and seed give the same model: it does not beat the champion, so it is challenger
-    rows = train_and_register(
-        data_dir=world, as_of=TARGET, horizon=HORIZON, tracking_uri=uri, kind="churn", seed=0
+    outcome = train_and_register(
+        data_dir=world, as_of=TARGET, horizon=HORIZON, tracking_uri=uri, kind="churn", options=ChurnOptions()
     )
-    assert rows["alias"] == CHALLENGER and "does not beat" in str(rows["decision"])
-    assert "holdout bg_nbd" in rows and str(rows["holdout lightgbm"]).startswith("roc_auc ")
+    assert outcome.alias == CHALLENGER and "does not beat" in outcome.decision
+    assert int(outcome.version) == int(first.version) + 1 and outcome.run_id != first.run_id
+    assert list(outcome.metrics.index) == ["lightgbm", "recency_rule", "rfm_logistic", "bg_nbd"]
+    pd.testing.assert_frame_equal(outcome.metrics, trained.table)
+    bt = trained.backtest
+    assert outcome.facts == {
+        "backtest_dates": bt.dates,
+        "training_rows": len(bt.train),
+        "holdout_users": len(bt.holdout),
+        "holdout_date": date(2025, 6, 30),
+        "holdout_rate": pytest.approx(bt.holdout["label"].mean()),
+    }
     assert (
         str(mlflow.MlflowClient(uri).get_model_version_by_alias("churn", CHAMPION).version) == first.version
     )
