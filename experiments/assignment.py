@@ -104,7 +104,7 @@ def to_buckets(fraction: float) -> int:
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be within [0, 1], got {fraction}")
-    return int(round(fraction * BUCKETS))
+    return round(fraction * BUCKETS)
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,12 @@ class Rule:
         if self.op not in ("in", "not_in"):
             if len(self.values) != 1:
                 raise ValueError(f"{self.op} takes one value, got {self.values}")
-            float(self.values[0])
+            try:
+                float(self.values[0])
+            except ValueError:
+                raise ValueError(
+                    f"targeting rule {self.attribute}{self.op}{self.values[0]}: {self.op} takes a number"
+                ) from None
 
     @classmethod
     def parse(cls, text: str) -> Rule:
@@ -259,7 +264,8 @@ class Design:
             Integer array, one entry per variant, the last being 10,000.
         """
         cumulative = np.cumsum(np.asarray(self.weights, dtype=np.int64))
-        return (BUCKETS * cumulative) // cumulative[-1]
+        bounds: np.ndarray = (BUCKETS * cumulative) // cumulative[-1]
+        return bounds
 
     def bucket_shares(self) -> np.ndarray:
         """Exact share of enrolled traffic each variant receives (its buckets / 10,000).

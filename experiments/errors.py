@@ -12,7 +12,11 @@ class ExperimentsError(Exception):
 
 
 class StoreError(ExperimentsError):
-    """The experiment store refused a change: unknown key, a duplicate, a move its status forbids."""
+    """The experiment store refused a definition or a change, or cannot be reached.
+
+    An unknown key, a duplicate, a move its status forbids; a bad key, variants text, weight, coverage or
+    targeting rule; a database that does not answer (named by its URL, without the password).
+    """
 
 
 class DataError(ExperimentsError):

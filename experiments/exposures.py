@@ -5,6 +5,9 @@ all exposures. A batch is aggregated in memory first (so the same unit twice in 
 then written with one ``INSERT ... ON CONFLICT (experiment, unit_id) DO UPDATE`` per row inside a single
 transaction, which is committed before :meth:`ExposureLog.log` returns. If a late-arriving exposure is
 older than the stored first one, it becomes the first (variant and timestamp together).
+
+A database error (a server that does not answer, a file that cannot be opened) leaves as a one-line
+:class:`~experiments.errors.StoreError` naming the database by its URL without the password.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, case, select
 
-from experiments.db import check_prefix, make_engine, upsert
+from experiments.db import check_prefix, database_errors, guarded, make_engine, upsert
 
 CONTRACT_COLUMNS = ["experiment", "variant", "unit_id", "ts"]
 
@@ -54,6 +58,9 @@ class ExposureLog:
         url: SQLAlchemy URL (ignored when ``engine`` is given).
         engine: An existing engine to share (e.g. the experiment store's).
         table_prefix: Prefix of the table name (lets tests isolate themselves).
+
+    Raises:
+        StoreError: The database cannot be reached or the table cannot be made.
     """
 
     def __init__(
@@ -75,7 +82,8 @@ class ExposureLog:
             Column("last_ts", DateTime, nullable=False),
             Column("exposures", Integer, nullable=False),
         )
-        self.metadata.create_all(self.engine)
+        with database_errors(self.engine.url):
+            self.metadata.create_all(self.engine)
         table = self.table
         statement = upsert(self.engine, table)
         earlier = statement.excluded.first_ts < table.c.first_ts
@@ -92,10 +100,12 @@ class ExposureLog:
             },
         )
 
+    @guarded
     def drop_table(self) -> None:
         """Drop the log table (tests and teardown)."""
         self.metadata.drop_all(self.engine)
 
+    @guarded
     def log(self, exposures: Iterable[Exposure]) -> LogReceipt:
         """Append a batch of exposures; returns only after the batch is committed.
 
@@ -105,7 +115,7 @@ class ExposureLog:
         Returns:
             How many exposures and distinct (experiment, unit) pairs the committed batch held.
         """
-        merged: dict[tuple[str, str], list] = {}
+        merged: dict[tuple[str, str], list[Any]] = {}
         count = 0
         for item in exposures:
             count += 1
@@ -129,6 +139,7 @@ class ExposureLog:
             conn.execute(self._statement, rows)
         return LogReceipt(exposures=count, units=len(rows))
 
+    @guarded
     def read(self, *, experiment: str | None = None) -> pd.DataFrame:
         """The log as a table.
 
@@ -159,6 +170,7 @@ class ExposureLog:
         frame["exposures"] = frame["exposures"].astype("int64")
         return frame
 
+    @guarded
     def export(self, path: str | Path, *, experiment: str | None = None) -> int:
         """Write the contract's ``exposures`` table (first exposure per unit) to Parquet or CSV.
 

@@ -10,6 +10,10 @@ Rules enforced here (not in callers):
   row, so two experiments of one layer never get overlapping slices;
 - every change (create, update, start, stop, holdout) is written to the change log in the same
   transaction as the change itself, with the fields before and after.
+
+Every refusal is a :class:`~experiments.errors.StoreError`, and so is any database error (a server that
+does not answer, a file that cannot be opened): one line naming the database by its URL without the
+password.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from sqlalchemy import (
 )
 
 from experiments.assignment import Holdout, allocate_slice, check_salt, to_buckets
-from experiments.db import check_prefix, make_engine, upsert
-from experiments.definitions import DRAFT, RUNNING, STOPPED, Experiment
+from experiments.db import check_prefix, database_errors, guarded, make_engine, upsert
+from experiments.definitions import DRAFT, RUNNING, STATUSES, STOPPED, Experiment
+from experiments.errors import StoreError
 from experiments.schema import from_row, store_tables, to_row
 
 GUARDED = ("variants", "weights", "salt")
@@ -42,10 +47,6 @@ EDITABLE = (
     "guardrails",
     "description",
 )
-
-
-class StoreError(ValueError):
-    """A refused operation on the store (unknown key, illegal transition, guarded edit)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class ExperimentStore:
         url: SQLAlchemy URL (ignored when ``engine`` is given).
         engine: An existing engine to share.
         table_prefix: Prefix of the three table names (lets tests isolate themselves).
+
+    Raises:
+        StoreError: The database cannot be reached or its tables cannot be made.
     """
 
     def __init__(
@@ -85,14 +89,17 @@ class ExperimentStore:
         prefix = check_prefix(table_prefix)
         self.metadata = MetaData()
         self.experiments, self.changes, self.settings = store_tables(self.metadata, prefix)
-        self.metadata.create_all(self.engine)
+        with database_errors(self.engine.url):
+            self.metadata.create_all(self.engine)
 
+    @guarded
     def drop_tables(self) -> None:
         """Drop the store's tables (tests and teardown)."""
         self.metadata.drop_all(self.engine)
 
     # -- reading -----------------------------------------------------------------------------------
 
+    @guarded
     def get(self, key: str) -> Experiment:
         """Read one experiment.
 
@@ -108,6 +115,7 @@ class ExperimentStore:
         with self.engine.connect() as conn:
             return self._get(conn, key)
 
+    @guarded
     def find(self, key: str) -> Experiment | None:
         """Read one experiment, or None when it does not exist.
 
@@ -123,6 +131,7 @@ class ExperimentStore:
             )
         return from_row(row) if row is not None else None
 
+    @guarded
     def list_experiments(self, *, status: str | None = None) -> list[Experiment]:
         """All experiments, ordered by key.
 
@@ -131,13 +140,19 @@ class ExperimentStore:
 
         Returns:
             The experiments.
+
+        Raises:
+            StoreError: If ``status`` is not a status.
         """
+        if status is not None and status not in STATUSES:
+            raise StoreError(f"unknown status {status!r}; use {', '.join(STATUSES)}")
         query = select(self.experiments).order_by(self.experiments.c.key)
         if status is not None:
             query = query.where(self.experiments.c.status == status)
         with self.engine.connect() as conn:
             return [from_row(row) for row in conn.execute(query).mappings()]
 
+    @guarded
     def history(self, key: str) -> list[Change]:
         """The change log of one experiment, oldest first.
 
@@ -162,6 +177,7 @@ class ExperimentStore:
                 for row in conn.execute(query).mappings()
             ]
 
+    @guarded
     def holdout(self) -> Holdout:
         """The global holdout (no holdout until one is set).
 
@@ -179,6 +195,7 @@ class ExperimentStore:
 
     # -- writing -----------------------------------------------------------------------------------
 
+    @guarded
     def create(self, experiment: Experiment, *, layer_share: float | None = None) -> Experiment:
         """Store a new experiment as a draft.
 
@@ -205,7 +222,7 @@ class ExperimentStore:
                     elif any(_overlaps(experiment.layer_slice, other) for other in taken):
                         raise StoreError(f"layer slice {experiment.layer_slice} overlaps another experiment")
                 except ValueError as error:
-                    raise StoreError(f"layer {experiment.layer!r}: {error}") from None
+                    raise StoreError(f"layer {experiment.layer!r}: {error}") from error
             if self._exists(conn, experiment.key):
                 raise StoreError(f"experiment {experiment.key!r} already exists")
             experiment = experiment.replace(
@@ -215,7 +232,8 @@ class ExperimentStore:
             self._record(conn, experiment.key, "create", False, {}, experiment.to_dict(), now)
         return experiment
 
-    def update(self, key: str, *, force: bool = False, **changes: Any) -> Experiment:
+    @guarded
+    def update(self, /, key: str, *, force: bool = False, **changes: Any) -> Experiment:
         """Edit an experiment's definition.
 
         Args:
@@ -239,21 +257,21 @@ class ExperimentStore:
             if current.status == STOPPED:
                 raise StoreError(f"experiment {key!r} is stopped; a stopped experiment is never edited")
             if "salt" in changes:
-                check_salt(changes["salt"])
+                try:
+                    check_salt(changes["salt"])
+                except ValueError as error:
+                    raise StoreError(f"salt: {error}") from error
             changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
             changed = {name: value for name, value in changes.items() if getattr(current, name) != value}
-            guarded = sorted(set(changed) & set(GUARDED))
-            if current.status == RUNNING and guarded and not force:
+            moving = sorted(set(changed) & set(GUARDED))
+            if current.status == RUNNING and moving and not force:
                 raise StoreError(
-                    f"experiment {key!r} is running: changing {', '.join(guarded)} would move "
+                    f"experiment {key!r} is running: changing {', '.join(moving)} would move "
                     "enrolled units; use force to do it anyway"
                 )
             if not changed:
                 return current
-            try:
-                updated = current.replace(**changed, revision=current.revision + 1)
-            except ValueError as error:
-                raise StoreError(str(error)) from None
+            updated = current.replace(**changed, revision=current.revision + 1)
             before, after = current.to_dict(), updated.to_dict()
             fields = {k for k in after if before[k] != after[k]} - {"revision"}
             self._write(conn, updated, current.revision)
@@ -261,13 +279,14 @@ class ExperimentStore:
                 conn,
                 key,
                 "update",
-                bool(force and current.status == RUNNING and guarded),
+                bool(force and current.status == RUNNING and moving),
                 {k: before[k] for k in fields},
                 {k: after[k] for k in fields},
                 now,
             )
         return updated
 
+    @guarded
     def start(self, key: str) -> Experiment:
         """Move a draft to running.
 
@@ -279,6 +298,7 @@ class ExperimentStore:
         """
         return self._transition(key, DRAFT, RUNNING, "started_at")
 
+    @guarded
     def stop(self, key: str) -> Experiment:
         """Move a running experiment to stopped (its layer slice is freed).
 
@@ -290,6 +310,7 @@ class ExperimentStore:
         """
         return self._transition(key, RUNNING, STOPPED, "stopped_at")
 
+    @guarded
     def set_holdout(self, *, fraction: float, salt: str = "global") -> Holdout:
         """Set the global holdout (units in it are enrolled in no experiment).
 
@@ -299,8 +320,14 @@ class ExperimentStore:
 
         Returns:
             The new holdout.
+
+        Raises:
+            StoreError: If the fraction is outside [0, 1] or the salt is not a valid name.
         """
-        holdout = Holdout(salt=check_salt(salt), buckets=to_buckets(fraction))
+        try:
+            holdout = Holdout(salt=check_salt(salt), buckets=to_buckets(fraction))
+        except ValueError as error:
+            raise StoreError(f"holdout: {error}") from error
         before = self.holdout()
         now = _utcnow()
         value = json.dumps({"salt": holdout.salt, "buckets": holdout.buckets})

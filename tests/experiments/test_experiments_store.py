@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import inspect
 
 from experiments.assignment import assign_many
-from experiments.definitions import Experiment
-from experiments.store import ExperimentStore, StoreError
+from experiments.definitions import Experiment, edits, parse_targeting, parse_variants
+from experiments.errors import StoreError
+from experiments.exposures import ExposureLog
+from experiments.store import ExperimentStore
 
 
 @pytest.fixture
@@ -156,8 +158,60 @@ def test_holdout_setting_is_stored_and_logged(store: ExperimentStore) -> None:
 
 
 def test_invalid_definitions_are_refused(store: ExperimentStore) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(StoreError, match="must be 1-64 characters"):
         ab("bad key!")
     store.create(ab())
     with pytest.raises(StoreError):
         store.update("exp1", weights=(1, 0))
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (lambda: parse_variants("control=1,treatment=x"), "positive integer"),
+        (lambda: parse_variants("control,bad:name"), "variant name"),
+        (lambda: parse_targeting(["country~FR"]), "cannot read targeting rule"),
+        (lambda: parse_targeting(["age>=old"]), "takes a number"),
+        (lambda: edits(coverage=1.5), "coverage"),
+        (lambda: Experiment(key="x", variants=("a", "b"), weights=(1, 0)), "positive integer weight"),
+        (lambda: ab(status="paused"), "unknown status"),
+    ],
+)
+def test_definition_text_is_refused_by_name(build: object, reason: str) -> None:
+    with pytest.raises(StoreError, match=reason):
+        build()  # type: ignore[operator]
+
+
+def test_edits_hold_only_what_was_given() -> None:
+    assert edits() == {}
+    assert edits(variants="control=3,t=1", targeting=[]) == {
+        "variants": ("control", "t"),
+        "weights": (3, 1),
+        "targeting": (),
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql+psycopg://someone:s3cret@127.0.0.1:1/nowhere", "someone:***@127.0.0.1:1/nowhere"),
+        ("sqlite:////nonexistent-folder/store.sqlite", "unable to open database file"),
+        ("mysql://someone:s3cret@localhost/db", "SQLite or PostgreSQL, not mysql"),
+        ("not a url", "database (unreadable URL)"),
+    ],
+)
+def test_a_database_that_cannot_be_reached_is_one_named_line(url: str, reason: str) -> None:
+    for opener in (ExperimentStore, ExposureLog):
+        with pytest.raises(StoreError) as caught:
+            opener(url)
+        message = str(caught.value)
+        assert reason in message and "s3cret" not in message and "\n" not in message, message
+
+
+def test_a_database_lost_after_opening_is_a_store_error(tmp_path: object) -> None:
+    opened = ExperimentStore(f"sqlite:///{tmp_path}/store.sqlite")  # type: ignore[str-bytes-safe]
+    opened.drop_tables()  # as if someone else had dropped them
+    with pytest.raises(StoreError, match="no such table"):
+        opened.list_experiments()
+    with pytest.raises(StoreError, match="unknown status"):
+        opened.list_experiments(status="paused")
