@@ -8,7 +8,7 @@ only bought once leaves nothing behind.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -163,7 +163,7 @@ def relevant_items(
 
     A cell is 1 when the net (undecayed) weight is positive: a purchase later refunded is not relevant.
     """
-    flat = InteractionWeights(**{**weights.to_dict(), "half_life_days": None})  # type: ignore[arg-type]
+    flat = replace(weights, half_life_days=None)
     test = build_interactions(
         events, weights=flat, start=start, end=end, user_ids=user_ids, item_ids=item_ids
     )
