@@ -3,6 +3,7 @@
 Layout of ``DIR`` (normally ``<features out>/daily/``)::
 
     state.json                      {"until": "YYYY-MM-DD", "items_from": ..., "events": ..., parts}
+                                    (DailyState; its dates are ISO days, null for none)
     activity-<from>-<until>.parquet one row per user and day (see incremental.daily_activity)
     items-<from>-<until>.parquet    distinct (user, day, item) rows, kept for the last
                                     DISTINCT_WINDOW days before the first build and every day after
@@ -24,13 +25,14 @@ timestamp (a changed amount) is not seen: rebuild with ``full=True`` after rewri
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import ibis
@@ -50,12 +52,13 @@ VERSION = 3
 
 @dataclass
 class DailyState:
-    """What the kept aggregate covers."""
+    """What the kept aggregate covers (a day field is None until something is kept for it)."""
 
-    until: str
-    items_from: str
+    until: dt.date | None
+    """First day not aggregated yet: the kept daily table covers every day before it."""
+    items_from: dt.date
     events: str
-    codes_until: str = ""
+    codes_until: dt.date | None = None
     version: int = 0
     activity: list[str] = field(default_factory=list)
     items: list[str] = field(default_factory=list)
@@ -63,7 +66,7 @@ class DailyState:
     item_codes: list[str] = field(default_factory=list)
     totals: str = ""
     """A kept ``incremental.totals`` table (each user's running totals) as of ``totals_as_of``."""
-    totals_as_of: str = ""
+    totals_as_of: dt.date | None = None
     fingerprint: str = ""
     """Count and summed seconds of the events before ``until`` when they were aggregated: a late event
     (or a deleted or moved one) for a kept day changes it, and the aggregate is rebuilt."""
@@ -74,11 +77,53 @@ class DailyState:
     """Kept ``last_seen`` tables (user, item / category, last day) as of ``seen_as_of``, built from the
     items file ``seen_stamp`` names (its categories give the category codes)."""
     seen_categories: str = ""
-    seen_as_of: str = ""
+    seen_as_of: dt.date | None = None
     seen_stamp: str = ""
     coded_sides: str = ""
     """``file_stamp`` of the users and exposures files whose ids all have codes: while both are unchanged
     only the new events' users are looked up."""
+
+    def to_json(self) -> str:
+        """The state as the text of ``state.json``: days as ``YYYY-MM-DD``, null for none."""
+        values = asdict(self)
+        for name in _DAYS:
+            day = values[name]
+            values[name] = day.isoformat() if day is not None else None
+        return json.dumps(values, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> DailyState:
+        """Read the text of ``state.json``; a day written as "" (as before days had a type) is None.
+
+        Fields this version does not know are dropped: a folder of another layout is rebuilt anyway
+        (its version differs).
+
+        Raises:
+            ValueError: The text is not a state (not JSON, not an object, a day that is not a date).
+            TypeError: A field that every state has is missing.
+        """
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("a daily state is a JSON object")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        for name in _DAYS:
+            if name in values:
+                values[name] = _day(values[name])
+        return cls(**values)
+
+
+_DAYS: tuple[str, ...] = ("until", "items_from", "codes_until", "totals_as_of", "seen_as_of")
+"""The fields of :class:`DailyState` that hold a day."""
+
+
+def _day(value: object) -> dt.date | None:
+    """A day read from ``state.json``: ``YYYY-MM-DD``, or None for null and ""."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a day")
+    return dt.date.fromisoformat(value)
 
 
 def _stamp(ts: pd.Timestamp) -> str:
@@ -103,9 +148,10 @@ class DailyStore:
         path = self.root / STATE
         if not path.exists():
             return None
-        known = DailyState.__dataclass_fields__
-        # a folder of another layout may hold other fields: it is rebuilt (its version differs)
-        return DailyState(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+        try:
+            return DailyState.from_json(path.read_text())
+        except (ValueError, TypeError):
+            return None  # a state file cut short (or of no known layout): the aggregate is rebuilt
 
     def _write(self, con: ibis.BaseBackend, expr: ir.Table, name: str) -> str:
         tmp = self.root / f".{name}.tmp"
@@ -165,7 +211,7 @@ class DailyStore:
             if state.events != source or state.version != VERSION:
                 self.rebuilt = "another events file or layout"
             elif (
-                state.until
+                state.until is not None
                 and state.events_stat != file_stamp(src.events_path)
                 and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until))
             ):
@@ -177,10 +223,8 @@ class DailyStore:
         self.root.mkdir(parents=True, exist_ok=True)
         if state is None:
             items_from = until - pd.Timedelta(days=DISTINCT_WINDOW)
-            state = DailyState(
-                until="", items_from=items_from.strftime("%Y-%m-%d"), events=source, version=VERSION
-            )
-        start = as_of_timestamp(state.until) if state.until else None
+            state = DailyState(until=None, items_from=items_from.date(), events=source, version=VERSION)
+        start = as_of_timestamp(state.until) if state.until is not None else None
         done = start is not None and start >= until
         con = src.con
         tag = f"{_stamp(start) if start is not None else 'start'}-{_stamp(until)}-{_stamp(codes_until)}"
@@ -218,16 +262,16 @@ class DailyStore:
             fresh = not state.activity
             state.activity.append(self._write(con, coded, f"activity-{tag}.parquet"))
             state.items.append(self._write(con, r, f"items-{tag}.parquet"))
-            state.until = until.strftime("%Y-%m-%d")
+            state.until = until.date()
             # the kept days' fingerprint was checked above (or they are new): add the new days'
-            state.fingerprint = _fingerprint(src, until, start, state.fingerprint if start else "")
+            state.fingerprint = _fingerprint(src, until, start, state.fingerprint if start is not None else "")
             # a fresh build's tables stay in the backend's memory: reading them back costs a second
             self._memory = (
                 {"con": con, "activity": (list(state.activity), coded), "items": (list(state.items), r)}
                 if fresh
                 else {}
             )
-        state.codes_until = codes_until.strftime("%Y-%m-%d")
+        state.codes_until = codes_until.date()
         state.events_stat = file_stamp(src.events_path)
         merged = self._merge(con, state, until)
         self._save(state)
@@ -259,12 +303,12 @@ class DailyStore:
 
     def _save(self, state: DailyState) -> None:
         tmp = self.root / f".{STATE}.tmp"
-        tmp.write_text(json.dumps(state.__dict__, indent=2) + "\n")
+        tmp.write_text(state.to_json())
         tmp.replace(self.root / STATE)
 
     def totals(self, con: ibis.BaseBackend, state: DailyState) -> tuple[ir.Table, pd.Timestamp] | None:
         """The kept running totals and their as-of date, if any."""
-        if not state.totals or not (self.root / state.totals).exists():
+        if not state.totals or state.totals_as_of is None or not (self.root / state.totals).exists():
             return None
         return self._read(con, [state.totals]), as_of_timestamp(state.totals_as_of)
 
@@ -274,7 +318,7 @@ class DailyStore:
         """Keep ``totals`` (as of ``as_of``) so a later day's roll on from them."""
         old = state.totals
         state.totals = self._write(con, totals, f"totals-{_stamp(as_of)}-{uuid.uuid4().hex[:8]}.parquet")
-        state.totals_as_of = as_of.strftime("%Y-%m-%d")
+        state.totals_as_of = as_of.date()
         self._save(state)
         if old and old != state.totals:
             _remove(self.root / old)
@@ -284,7 +328,12 @@ class DailyStore:
     ) -> tuple[ir.Table, ir.Table | None, pd.Timestamp] | None:
         """The kept last-seen tables (items, categories or None) and their as-of date, if any were kept
         from the same items file (``stamp``)."""
-        if not state.seen_items or state.seen_stamp != stamp or not (self.root / state.seen_items).exists():
+        if (
+            not state.seen_items
+            or state.seen_as_of is None
+            or state.seen_stamp != stamp
+            or not (self.root / state.seen_items).exists()
+        ):
             return None
         cats = self._read(con, [state.seen_categories]) if state.seen_categories else None
         return self._read(con, [state.seen_items]), cats, as_of_timestamp(state.seen_as_of)
@@ -305,7 +354,7 @@ class DailyStore:
         state.seen_categories = (
             self._write(con, categories, f"seen-categories-{tag}.parquet") if categories is not None else ""
         )
-        state.seen_as_of, state.seen_stamp = as_of.strftime("%Y-%m-%d"), stamp
+        state.seen_as_of, state.seen_stamp = as_of.date(), stamp
         self._save(state)
         for name in old:
             if name and name not in (state.seen_items, state.seen_categories):

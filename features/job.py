@@ -194,8 +194,8 @@ def build_features(
     if daily_dir is not None:
         store = DailyStore(daily_dir)
         state = store.state()
-        usable = state is not None and state.version == VERSION and state.codes_until != ""
-        if state is not None and usable and as_of_timestamp(state.codes_until) >= ts:
+        codes_until = state.codes_until if state is not None and state.version == VERSION else None
+        if state is not None and codes_until is not None and as_of_timestamp(codes_until) >= ts:
             daily, rows, codes = _kept(store, state, src, ts)
             totals = _totals(store, state, src, daily, ts, keep=False)
             seen = _seen(store, state, src, rows, ts, keep=False)
@@ -223,6 +223,8 @@ def _kept(
     daily = store.activity(con, state)
     covered = as_of - pd.Timedelta(days=inc.DISTINCT_WINDOW) >= as_of_timestamp(state.items_from)
     rows = store.items(con, state) if covered and src.has.item_id else None
+    if state.until is None:  # update() sets it before the kept tables are read
+        raise ValueError(f"{store.root}: the kept aggregate covers no day yet")
     kept_until = as_of_timestamp(state.until)
     if as_of > kept_until:
         tail = inc.events_between(src.events, _lit(kept_until), _lit(as_of))
@@ -275,7 +277,7 @@ def _on_to(
             return roll(base[0], day_of(base[1]), day)
         return build(day)
 
-    until = as_of_timestamp(state.until) if state.until else None
+    until = as_of_timestamp(state.until) if state.until is not None else None
     if keep is not None and until is not None and until <= as_of and (kept is None or kept[1] != until):
         kept = (at(until, kept), until)
         keep(kept[0], until)
