@@ -6,7 +6,7 @@ delta method for ratio metrics), a multiple-testing adjusted p-value (Holm or Be
 every primary metric × variant comparison; guardrail metrics are reported on their raw p-values and kept
 out of the family), and an always-valid confidence sequence. Every read also checks the sample ratio.
 
-With ``cuped=True`` non-ratio metrics are CUPED-adjusted with the same metric over the ``pre_days``
+With ``options.cuped`` non-ratio metrics are CUPED-adjusted with the same metric over the ``pre_days``
 before exposure; the reported means are then the adjusted means, so ``diff = mean_t - mean_c`` still holds.
 
 Control rows are included in ``results`` with their ``n`` and ``mean`` and the effect fields null.
@@ -15,7 +15,7 @@ Control rows are included in ``results`` with their ``n`` and ``mean`` and the e
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from experiments import stats
-from experiments.metrics import DataError, Metric, first_exposures, join_events, parse_metric, unit_values
+from experiments.errors import DataError
+from experiments.metrics import Metric, first_exposures, join_events, parse_metric, unit_values
+from experiments.options import AnalysisOptions, Correction
 
-DEFAULT_METRICS = ("conversion", "revenue", "orders")
+DEFAULT_OPTIONS = AnalysisOptions()
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Analysis:
     expected_shares: dict[str, float]
     srm_p_value: float
     rows: list[Row]
-    correction: str
+    correction: Correction
     alpha: float
     window_days: float | None
     mixed_units: int = 0
@@ -109,16 +111,8 @@ def analyze(
     exposures: pd.DataFrame,
     events: pd.DataFrame,
     experiment: str,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    guardrails: Sequence[str] = (),
-    window_days: float | None = None,
-    cuped: bool = False,
-    pre_days: float = 14.0,
-    control: str = "control",
+    options: AnalysisOptions = DEFAULT_OPTIONS,
     shares: Mapping[str, float] | None = None,
-    alpha: float = 0.05,
-    correction: str = "holm",
-    planned_n: int | None = None,
 ) -> Analysis:
     """Analyse one experiment from the contract's exposures and events.
 
@@ -126,23 +120,16 @@ def analyze(
         exposures: Exposures table (``experiment, variant, unit_id, ts``).
         events: Events table (``user_id, ts, event_type`` and ``amount``).
         experiment: Experiment key.
-        metrics: Primary metric names (see :mod:`experiments.metrics`).
-        guardrails: Guardrail metric names.
-        window_days: Days after first exposure that count; None = to the end of the data.
-        cuped: Adjust non-ratio metrics with their pre-exposure value.
-        pre_days: Length of the pre-exposure period for CUPED.
-        control: Name of the baseline variant.
-        shares: Expected traffic share per variant for the sample-ratio check; None = equal shares.
-        alpha: 1 - confidence level of intervals and sequences.
-        correction: ``holm``, ``bh`` or ``none``.
-        planned_n: Planned number of units, where the confidence sequence is tightest; None = units seen.
+        options: Metrics, window, CUPED, baseline, confidence and correction (see
+            :class:`~experiments.options.AnalysisOptions`); no metrics = ``conversion, revenue, orders``.
+        shares: Expected traffic share per variant for the sample-ratio check (the store's design);
+            None = equal shares.
 
     Returns:
         The analysis.
 
     Raises:
         DataError: If the experiment has no exposures or no control variant.
-        ValueError: If a metric name is unknown.
     """
     units = first_exposures(exposures, experiment=experiment)
     if units.empty:
@@ -152,16 +139,8 @@ def analyze(
         joined=join_events(units, events),
         data_end=events["ts"].max() if len(events) else None,
         experiment=experiment,
-        metrics=metrics,
-        guardrails=guardrails,
-        window_days=window_days,
-        cuped=cuped,
-        pre_days=pre_days,
-        control=control,
+        options=options,
         shares=shares,
-        alpha=alpha,
-        correction=correction,
-        planned_n=planned_n,
     )
     dropped = int(events.attrs.get("dropped", 0)) + int(exposures.attrs.get("dropped", 0))
     if dropped:
@@ -175,16 +154,8 @@ def analyze_units(
     joined: pd.DataFrame,
     data_end: pd.Timestamp | None,
     experiment: str,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    guardrails: Sequence[str] = (),
-    window_days: float | None = None,
-    cuped: bool = False,
-    pre_days: float = 14.0,
-    control: str = "control",
+    options: AnalysisOptions = DEFAULT_OPTIONS,
     shares: Mapping[str, float] | None = None,
-    alpha: float = 0.05,
-    correction: str = "holm",
-    planned_n: int | None = None,
 ) -> Analysis:
     """:func:`analyze` on already prepared units and joined events (lets a caller reuse one join).
 
@@ -193,24 +164,19 @@ def analyze_units(
         joined: Output of :func:`experiments.metrics.join_events` for those units.
         data_end: Timestamp of the last event in the data (for retention maturity).
         experiment: Experiment key.
-        metrics: See :func:`analyze`.
-        guardrails: See :func:`analyze`.
-        window_days: See :func:`analyze`.
-        cuped: See :func:`analyze`.
-        pre_days: See :func:`analyze`.
-        control: See :func:`analyze`.
+        options: See :func:`analyze`.
         shares: See :func:`analyze`.
-        alpha: See :func:`analyze`.
-        correction: See :func:`analyze`.
-        planned_n: See :func:`analyze`.
 
     Returns:
         The analysis.
+
+    Raises:
+        DataError: If no unit is in the control variant.
     """
+    control = options.control
+    metrics, guardrails = options.primary, options.guardrails
     names = list(dict.fromkeys([*metrics, *guardrails]))
     parsed = {name: parse_metric(name) for name in names}
-    if correction not in ("holm", "bh", "none"):
-        raise ValueError(f"unknown correction {correction!r}; use holm, bh or none")
     variants = sorted(units["variant"].unique(), key=lambda v: (v != control, v))
     if control not in variants:
         raise DataError(
@@ -224,27 +190,23 @@ def analyze_units(
     expected = {v: s / total_share for v, s in expected.items()}
     srm = stats.srm_p_value(counts=np.array(list(counts.values())), shares=np.array(list(expected.values())))
 
-    arm = units["variant"].to_numpy()
-    total_n = len(units)
+    planned_n = options.planned_n or len(units)
     rows: list[Row] = []
     for name, metric in parsed.items():
         rows += _metric_rows(
             metric,
             joined=joined,
             units=units,
-            arm=arm,
             variants=[v for v in variants if counts[v] > 0],
-            control=control,
-            window_days=window_days,
             data_end=data_end,
-            cuped=cuped,
-            pre_days=pre_days,
-            alpha=alpha,
-            planned_n=planned_n or total_n,
+            options=options,
+            planned_n=planned_n,
             guardrail=name in guardrails and name not in metrics,
         )
     family = [r for r in rows if r.p_value is not None and not r.guardrail]
-    adjusted = stats.adjust_p_values(np.array([r.p_value for r in family], dtype=float), method=correction)
+    adjusted = stats.adjust_p_values(
+        np.array([r.p_value for r in family], dtype=float), method=options.correction
+    )
     for row, value in zip(family, adjusted, strict=True):
         row.p_value_adjusted = _clean(value)
     for row in rows:
@@ -267,9 +229,9 @@ def analyze_units(
         expected_shares=expected,
         srm_p_value=srm,
         rows=rows,
-        correction=correction,
-        alpha=alpha,
-        window_days=window_days,
+        correction=options.correction,
+        alpha=options.alpha,
+        window_days=options.window_days,
         mixed_units=mixed,
         warnings=warnings,
     )
@@ -280,20 +242,23 @@ def _metric_rows(
     *,
     joined: pd.DataFrame,
     units: pd.DataFrame,
-    arm: np.ndarray,
     variants: list[str],
-    control: str,
-    window_days: float | None,
     data_end: pd.Timestamp | None,
-    cuped: bool,
-    pre_days: float,
-    alpha: float,
+    options: AnalysisOptions,
     planned_n: int,
     guardrail: bool,
 ) -> list[Row]:
+    control, alpha = options.control, options.alpha
+    arm = units["variant"].to_numpy()
+
     def values_of(part: Metric, pre: float | None = None) -> np.ndarray:
         return unit_values(
-            part, joined=joined, units=units, window_days=window_days, data_end=data_end, pre_days=pre
+            part,
+            joined=joined,
+            units=units,
+            window_days=options.window_days,
+            data_end=data_end,
+            pre_days=pre,
         )
 
     rows: list[Row] = []
@@ -328,8 +293,8 @@ def _metric_rows(
     values = values_of(metric)
     ok = ~np.isnan(values)
     applied = False
-    if cuped:
-        covariate = values_of(metric, pre_days)[ok]
+    if options.cuped:
+        covariate = values_of(metric, options.pre_days)[ok]
         theta = stats.cuped_theta(y=values[ok], x=covariate)
         values = values.copy()
         values[ok] = stats.cuped_adjust(

@@ -22,11 +22,14 @@ The CUPED covariate of a metric is the same metric over the ``pre_days`` before 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from experiments.errors import DataError
 
 DAY = pd.Timedelta(days=1)
 ID_COLUMNS = {
@@ -37,10 +40,6 @@ REQUIRED = {
     "events": ["user_id", "ts", "event_type"],
     "exposures": ["experiment", "variant", "unit_id", "ts"],
 }
-
-
-class DataError(ValueError):
-    """The data folder cannot be read as the contract says."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def parse_metric(name: str) -> Metric:
         The metric.
 
     Raises:
-        ValueError: If the name is not a known metric.
+        DataError: If the name is not a known metric.
     """
     simple = {
         "conversion": Metric(name, "any", ("purchase",)),
@@ -90,9 +89,9 @@ def parse_metric(name: str) -> Metric:
     if head == "ratio" and tail.count("/") == 1:
         top, bottom = (parse_metric(part) for part in tail.split("/"))
         if top.is_ratio or bottom.is_ratio:
-            raise ValueError(f"{name!r}: a ratio is made of two non-ratio metrics")
+            raise DataError(f"{name!r}: a ratio is made of two non-ratio metrics")
         return Metric(name, "ratio", numerator=top, denominator=bottom)
-    raise ValueError(
+    raise DataError(
         f"unknown metric {name!r}; use conversion, revenue, net_revenue, orders, revenue_per_order, "
         "any:<event_type>, count:<event_type>, retention:<days> or ratio:<metric>/<metric>"
     )
@@ -111,21 +110,18 @@ def read_table(data_dir: str | Path, name: str) -> pd.DataFrame:
         The table.
 
     Raises:
-        DataError: If the table is missing or lacks a required column.
+        DataError: If the table is missing, cannot be read as a table, or lacks a required column.
     """
     folder = Path(data_dir)
     parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
-    ids = ID_COLUMNS.get(name, [])
-    if parquet.exists():
-        frame = pd.read_parquet(parquet)
-    elif csv.exists():
-        frame = pd.read_csv(csv, dtype=dict.fromkeys(ids, str))
-    else:
+    if not (parquet.exists() or csv.exists()):
         raise DataError(f"no {name} table in {folder} (expected {name}.parquet or {name}.csv)")
+    path = parquet if parquet.exists() else csv
+    frame = read_file(path, ids=ID_COLUMNS.get(name, []))
     missing = [column for column in REQUIRED.get(name, []) if column not in frame.columns]
     if missing:
         raise DataError(f"{name} table lacks column(s) {', '.join(missing)}")
-    for column in ids:
+    for column in ID_COLUMNS.get(name, []):
         if column in frame.columns:
             frame[column] = frame[column].astype("string").astype(object)
     frame["ts"] = _naive_utc(frame["ts"])
@@ -140,11 +136,37 @@ def read_table(data_dir: str | Path, name: str) -> pd.DataFrame:
     return frame
 
 
+def read_file(path: Path, *, ids: Sequence[str] = ()) -> pd.DataFrame:
+    """Read one table file: CSV by its extension (``ids`` columns kept as text), Parquet otherwise.
+
+    Args:
+        path: The file.
+        ids: Columns of a CSV file to read as strings (ids with leading zeros stay intact).
+
+    Returns:
+        The table.
+
+    Raises:
+        DataError: If the file is missing or cannot be read as a table.
+    """
+    if not path.is_file():
+        raise DataError(f"no file {path}")
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path, dtype=dict.fromkeys(ids, str))
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as error:  # pyarrow's and pandas' parse errors are ValueErrors
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"cannot read {path} as a table: {first}") from error
+
+
 def _naive_utc(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.DatetimeTZDtype):
-        return column.dt.tz_convert("UTC").dt.tz_localize(None)
+        converted: pd.Series = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        return converted
     parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
-    return parsed.dt.tz_localize(None)
+    naive: pd.Series = parsed.dt.tz_localize(None)
+    return naive
 
 
 def first_exposures(exposures: pd.DataFrame, *, experiment: str) -> pd.DataFrame:

@@ -90,9 +90,10 @@ def _figure(metric: str, rows: list[Row], over_time: pd.DataFrame) -> str:
     right.set_title(
         "effect over time, cumulative by day\n(band = 95% CI, dotted = always-valid CI)", fontsize=10
     )
-    locator = mdates.AutoDateLocator(maxticks=6)
+    # matplotlib.dates has no annotations for these two; their use here is the documented one
+    locator = mdates.AutoDateLocator(maxticks=6)  # type: ignore[no-untyped-call]
     right.xaxis.set_major_locator(locator)
-    right.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    right.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     if len(mine):
         right.legend(fontsize=8)
     fig.tight_layout()

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from experiments.analysis import DEFAULT_METRICS, Analysis, analyze
+from experiments.analysis import DEFAULT_OPTIONS, Analysis, analyze
 from experiments.assignment import assign_many
 from experiments.definitions import RUNNING
+from experiments.errors import DataError, StoreError
 from experiments.exposures import Exposure, ExposureLog
-from experiments.metrics import read_table
+from experiments.metrics import read_file, read_table
+from experiments.options import AnalysisOptions
 from experiments.over_time import effect_over_time
-from experiments.store import ExperimentStore, StoreError
+from experiments.store import ExperimentStore
 
 
 def assign_units(
@@ -72,16 +74,51 @@ def assign_units(
     return frame
 
 
-@dataclass
+def read_units(path: Path) -> tuple[list[str], pd.DataFrame]:
+    """Read the units to assign from a CSV or Parquet file with a ``unit_id`` column.
+
+    Args:
+        path: The file; every column besides ``unit_id`` is an attribute for targeting.
+
+    Returns:
+        ``(unit_ids, attributes)``: the ids as strings, and one row of attributes per unit.
+
+    Raises:
+        DataError: If the file is missing, unreadable, or has no ``unit_id`` column.
+    """
+    frame = read_file(path, ids=["unit_id"])
+    if "unit_id" not in frame.columns:
+        raise DataError(f"{path} has no unit_id column")
+    return frame["unit_id"].astype(str).tolist(), frame.drop(columns=["unit_id"])
+
+
+@dataclass(frozen=True)
 class FolderRead:
-    """An analysis of a data folder, with what was read to produce it."""
+    """An analysis of a data folder, with what was read to produce it.
+
+    Attributes:
+        analysis: The read.
+        options: The options it used, with the metrics resolved (asked for, the store's, or the defaults).
+        shares_from_store: Whether the sample-ratio check used the store's variant shares.
+        exposures_rows: Rows of the exposures table.
+        events_rows: Rows of the events table.
+    """
 
     analysis: Analysis
-    metrics: list[str]
-    guardrails: list[str]
+    options: AnalysisOptions
     shares_from_store: bool
     exposures_rows: int
     events_rows: int
+
+    @property
+    def metrics(self) -> list[str]:
+        """The primary metrics read."""
+        return list(self.options.primary)
+
+    @property
+    def guardrails(self) -> list[str]:
+        """The guardrail metrics read."""
+        return list(self.options.guardrails)
 
 
 def analyze_folder(
@@ -89,50 +126,46 @@ def analyze_folder(
     data_dir: str | Path,
     experiment: str,
     store: ExperimentStore | None = None,
-    metrics: Sequence[str] = (),
-    guardrails: Sequence[str] = (),
-    **options: Any,
+    options: AnalysisOptions = DEFAULT_OPTIONS,
 ) -> FolderRead:
     """Analyse an experiment from the data folder's ``exposures`` and ``events`` tables.
 
     When the experiment is defined in ``store``, its variant shares drive the sample-ratio check, and
-    when no metric is asked for, its metrics and guardrails are used. Otherwise shares are equal and the
-    metrics default to ``conversion, revenue, orders``.
+    when the options name no metric, its metrics and guardrails are used. Otherwise shares are equal and
+    the metrics default to ``conversion, revenue, orders``.
 
     Args:
         data_dir: The data folder.
         experiment: Experiment key.
         store: The experiment store, if there is one.
-        metrics: Metric names; empty = the definition's or the defaults.
-        guardrails: Guardrail metric names.
-        **options: Further keyword arguments of :func:`experiments.analysis.analyze`.
+        options: What to read and how; see :class:`~experiments.options.AnalysisOptions`.
 
     Returns:
         The read.
+
+    Raises:
+        DataError: A table is missing or cannot be analysed as asked.
+        StoreError: The store cannot be read.
     """
     exposures = read_table(data_dir, "exposures")
     events = read_table(data_dir, "events")
     definition = store.find(experiment) if store is not None else None
     shares = None
-    chosen, guards = list(metrics), list(guardrails)
     if definition is not None:
         shares = dict(zip(definition.variants, definition.design().bucket_shares().tolist(), strict=True))
-        if not chosen:
-            chosen, guards = list(definition.metrics), guards or list(definition.guardrails)
-    chosen = chosen or list(DEFAULT_METRICS)
+        if not options.metrics:
+            options = dataclasses.replace(
+                options,
+                metrics=definition.metrics,
+                guardrails=options.guardrails or definition.guardrails,
+            )
+    options = dataclasses.replace(options, metrics=options.primary)
     analysis = analyze(
-        exposures=exposures,
-        events=events,
-        experiment=experiment,
-        metrics=chosen,
-        guardrails=guards,
-        shares=shares,
-        **options,
+        exposures=exposures, events=events, experiment=experiment, options=options, shares=shares
     )
     return FolderRead(
         analysis=analysis,
-        metrics=chosen,
-        guardrails=guards,
+        options=options,
         shares_from_store=shares is not None,
         exposures_rows=len(exposures),
         events_rows=len(events),
@@ -140,15 +173,14 @@ def analyze_folder(
 
 
 def folder_over_time(
-    *, data_dir: str | Path, experiment: str, metrics: Sequence[str], **options: Any
+    *, data_dir: str | Path, experiment: str, options: AnalysisOptions = DEFAULT_OPTIONS
 ) -> pd.DataFrame:
-    """Day-by-day cumulative effects for the HTML report (see :func:`experiments.analysis.effect_over_time`).
+    """Day-by-day cumulative effects for the HTML report (see :func:`experiments.over_time.effect_over_time`).
 
     Args:
         data_dir: The data folder.
         experiment: Experiment key.
-        metrics: Metric names.
-        **options: Further keyword arguments of :func:`experiments.analysis.analyze`.
+        options: What to read and how (pass :attr:`FolderRead.options` to follow the same metrics).
 
     Returns:
         The day-by-day table.
@@ -157,6 +189,5 @@ def folder_over_time(
         exposures=read_table(data_dir, "exposures"),
         events=read_table(data_dir, "events"),
         experiment=experiment,
-        metrics=metrics,
-        **options,
+        options=options,
     )

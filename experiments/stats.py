@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from experiments.options import Correction
+
 SRM_THRESHOLD = 0.001
 
 
@@ -217,7 +219,8 @@ def cuped_adjust(*, y: np.ndarray, x: np.ndarray, theta: Any, x_mean: Any) -> np
         Adjusted per-unit values.
     """
     theta_, mean_ = np.asarray(theta, dtype=float)[..., None], np.asarray(x_mean, dtype=float)[..., None]
-    return np.asarray(y, dtype=float) - theta_ * (np.asarray(x, dtype=float) - mean_)
+    adjusted: np.ndarray = np.asarray(y, dtype=float) - theta_ * (np.asarray(x, dtype=float) - mean_)
+    return adjusted
 
 
 def srm_p_value(*, counts: np.ndarray, shares: np.ndarray) -> float:
@@ -242,7 +245,7 @@ def srm_p_value(*, counts: np.ndarray, shares: np.ndarray) -> float:
     return float(stats.chisquare(observed[keep], expected[keep]).pvalue)
 
 
-def adjust_p_values(p_values: np.ndarray, *, method: str = "holm") -> np.ndarray:
+def adjust_p_values(p_values: np.ndarray, *, method: Correction = "holm") -> np.ndarray:
     """Adjust a family of p-values for multiple testing (NaNs stay NaN and are not counted).
 
     Args:

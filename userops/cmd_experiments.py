@@ -1,29 +1,28 @@
-"""``userops experiments``: define, run, assign and read A/B experiments (thin layer over ``experiments``)."""
+"""``userops experiments``: define, run, assign and read A/B experiments (thin layer over ``experiments``).
+
+What a person reads (descriptions, listings, the results table, summaries, warnings) goes to stderr
+through :mod:`userops.console`; stdout carries only what ``--json`` asks for, so it can be piped.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
-from rich.console import Console
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from experiments.assignment import Rule, to_buckets
-from experiments.definitions import Experiment, parse_variants
-from experiments.exposures import ExposureLog
-from experiments.metrics import DataError
-from experiments.store import ExperimentStore, StoreError
+from userops.console import UsageError, console, step, summary
+from userops.options import DataOpt
 
-# experiments.service and experiments.report (scipy's statistics behind them) are imported by the commands
-# that use them: every other command, and `userops --help`, starts about a second sooner.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from experiments.definitions import Experiment
+    from experiments.store import ExperimentStore
+
+# The experiments library (pandas, SQLAlchemy, and scipy behind experiments.service and .report) is
+# imported inside the commands: `userops --help` and every other command start without it.
 
 app = typer.Typer(
     help="A/B experiments: definitions and lifecycle in a SQL store (SQLite by default), deterministic "
@@ -32,22 +31,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-def _console() -> Console:
-    # Piped output is not cut to 80 columns, so tables stay readable in files and logs.
-    return Console(width=None if sys.stdout.isatty() else 160)
-
-
-def _say(message: str) -> None:
-    typer.echo(message)
-
-
-def _note(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 ENV_URL = "USEROPS_EXPERIMENTS_URL"
-DataOpt = Annotated[
+StoreDataOpt = Annotated[
     Path | None,
     typer.Option("--data", help="Data folder; the store defaults to sqlite:///DIR/experiments.sqlite."),
 ]
@@ -55,43 +40,41 @@ StoreOpt = Annotated[
     str | None,
     typer.Option("--store", envvar=ENV_URL, help=f"SQLAlchemy URL of the experiment store (env {ENV_URL})."),
 ]
+OutFileOpt = Annotated[
+    Path | None, typer.Option("--out", help="Output file, .csv or .parquet by its extension.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (and nothing else there).")]
 KeyArg = Annotated[str, typer.Argument(help="Experiment key.")]
 
 
-def _fail(reason: str) -> NoReturn:
-    _note(f"error: {reason}")
-    raise typer.Exit(2)
+def _folder(data: Path) -> Path:
+    """The data folder, which must exist: a command never creates it."""
+    if not data.exists():
+        raise UsageError(f"data folder {data} does not exist")
+    if not data.is_dir():
+        raise UsageError(f"{data} is not a folder")
+    return data
 
 
-@contextmanager
-def _clean_errors() -> Iterator[None]:
-    """Turn expected failures into a one-line reason and exit code 2 (no traceback)."""
-    try:
-        yield
-    except KeyError as error:
-        _fail(f"missing {error.args[0]}")
-    except (StoreError, DataError, ValueError, FileNotFoundError) as error:
-        _fail(str(error))
-    except SQLAlchemyError as error:
-        _fail(f"database: {str(error).splitlines()[0]}")
+def _store_url(store: str | None, data: Path | None) -> str:
+    """``--store`` (or USEROPS_EXPERIMENTS_URL), else the SQLite file in the data folder."""
+    from serving.settings import Settings
 
-
-def _url(store: str | None, data: Path | None) -> str:
     if store:
         return store
-    if data is None:
-        _fail("give --data DIR (store in DIR/experiments.sqlite) or --store URL")
-    if not data.is_dir():
-        _fail(f"data folder {data} does not exist")
-    return f"sqlite:///{data / 'experiments.sqlite'}"
+    settings = Settings()
+    if not settings.experiments_url:
+        folder = data if data is not None else settings.data
+        if folder is None:
+            raise UsageError("give --data DIR (store in DIR/experiments.sqlite) or --store URL")
+        _folder(folder)
+    return settings.experiments_url_for(data)
 
 
 def _open(store: str | None, data: Path | None) -> ExperimentStore:
-    return ExperimentStore(_url(store, data))
+    from experiments.store import ExperimentStore
 
-
-def _shown(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    return ExperimentStore(_store_url(store, data))
 
 
 def _describe(e: Experiment) -> str:
@@ -102,8 +85,21 @@ def _describe(e: Experiment) -> str:
     return f"{e.key} ({e.status}, rev {e.revision}): {split}, coverage {e.coverage:.0%}{layer}{target}"
 
 
+def _say(line: str) -> None:
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _print_whole(table: Table) -> None:
+    """Print a table; in a log or a file (no terminal width) at its full width, never cut to 80 columns."""
+    from rich.measure import Measurement
+
+    if not console.is_terminal:
+        table.width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    console.print(table, crop=False)
+
+
 @app.command()
-def create(
+def create(  # noqa: PLR0913 - one parameter per command-line option (Typer reads them from the signature)
     key: KeyArg,
     variants: Annotated[str, typer.Option(help="Variants and integer weights: control=50,treatment=50.")],
     salt: Annotated[str | None, typer.Option(help="Hash salt (default: the key).")] = None,
@@ -117,42 +113,45 @@ def create(
     guardrail: Annotated[list[str] | None, typer.Option(help="Guardrail metric, repeatable.")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     start: Annotated[bool, typer.Option("--start", help="Start it right away.")] = False,
-    data: DataOpt = None,
+    data: StoreDataOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Define a new experiment (as a draft). Writes the store; reads nothing else."""
-    with _clean_errors():
+    from experiments.definitions import Experiment, coverage_buckets, parse_targeting, parse_variants
+    from experiments.store import ExperimentStore
+
+    with step("experiments create"):
         names, weights = parse_variants(variants)
         experiment = Experiment(
             key=key,
             variants=names,
             weights=weights,
             salt=salt or "",
-            coverage_buckets=to_buckets(coverage),
+            coverage_buckets=coverage_buckets(coverage),
             layer=layer,
-            targeting=tuple(Rule.parse(t) for t in target or []),
+            targeting=parse_targeting(target or []),
             metrics=tuple(metric or []),
             guardrails=tuple(guardrail or []),
             description=description,
         )
-        url = _url(store, data)
+        url = _store_url(store, data)
         opened = ExperimentStore(url)
         created = opened.create(experiment, layer_share=layer_share if layer else None)
         if start:
             created = opened.start(key)
         _say(f"created {_describe(created)}")
-        _say(f"store: {_shown(url)}")
+        _say(f"store: {opened.engine.url.render_as_string(hide_password=True)}")
 
 
 @app.command("list")
 def list_(
     status: Annotated[str | None, typer.Option(help="Only draft, running or stopped.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    data: DataOpt = None,
+    as_json: JsonOpt = False,
+    data: StoreDataOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """List experiments. Reads the store; writes nothing."""
-    with _clean_errors():
+    with step("experiments list"):
         found = _open(store, data).list_experiments(status=status)
         if as_json:
             typer.echo(json.dumps([e.to_dict() for e in found], indent=2))
@@ -163,16 +162,16 @@ def list_(
 
 
 @app.command()
-def start(key: KeyArg, data: DataOpt = None, store: StoreOpt = None) -> None:
+def start(key: KeyArg, data: StoreDataOpt = None, store: StoreOpt = None) -> None:
     """Start a draft experiment. Writes the store (status and change log)."""
-    with _clean_errors():
+    with step("experiments start"):
         _say(f"started {_describe(_open(store, data).start(key))}")
 
 
 @app.command()
-def stop(key: KeyArg, data: DataOpt = None, store: StoreOpt = None) -> None:
+def stop(key: KeyArg, data: StoreDataOpt = None, store: StoreOpt = None) -> None:
     """Stop a running experiment (frees its layer slice). Writes the store (status and change log)."""
-    with _clean_errors():
+    with step("experiments stop"):
         _say(f"stopped {_describe(_open(store, data).stop(key))}")
 
 
@@ -190,32 +189,39 @@ def edit(
     force: Annotated[
         bool, typer.Option("--force", help="Allow moving enrolled units of a running test.")
     ] = False,
-    data: DataOpt = None,
+    data: StoreDataOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Edit an experiment. Changing a running experiment's weights needs --force. Writes the store."""
-    with _clean_errors():
-        changes: dict[str, object] = {}
-        if variants is not None:
-            changes["variants"], changes["weights"] = parse_variants(variants)
-        if coverage is not None:
-            changes["coverage_buckets"] = to_buckets(coverage)
-        if target is not None:
-            changes["targeting"] = tuple(Rule.parse(t) for t in target)
-        if description is not None:
-            changes["description"] = description
+    from experiments.definitions import edits
+
+    with step("experiments edit"):
+        changes = edits(variants=variants, coverage=coverage, targeting=target, description=description)
         if not changes:
-            _fail("nothing to change; give --variants, --coverage, --target or --description")
+            raise UsageError("nothing to change; give --variants, --coverage, --target or --description")
         _say(f"edited {_describe(_open(store, data).update(key, force=force, **changes))}")
 
 
 @app.command()
-def history(key: KeyArg, data: DataOpt = None, store: StoreOpt = None) -> None:
-    """Show every recorded change of an experiment. Reads the store."""
-    with _clean_errors():
+def history(key: KeyArg, as_json: JsonOpt = False, data: StoreDataOpt = None, store: StoreOpt = None) -> None:
+    """Show every recorded change of an experiment, oldest first. Reads the store."""
+    with step("experiments history"):
         changes = _open(store, data).history(key)
         if not changes:
-            _fail(f"no changes recorded for {key!r}")
+            raise UsageError(f"no changes recorded for {key!r}")
+        if as_json:
+            document = [
+                {
+                    "at": c.at.isoformat(),
+                    "action": c.action,
+                    "forced": c.forced,
+                    "before": c.before,
+                    "after": c.after,
+                }
+                for c in changes
+            ]
+            typer.echo(json.dumps(document, indent=2))
+            return
         for change in changes:
             forced = " (forced)" if change.forced else ""
             _say(f"{change.at:%Y-%m-%d %H:%M:%S} {change.action}{forced}: {json.dumps(change.after)}")
@@ -225,17 +231,25 @@ def history(key: KeyArg, data: DataOpt = None, store: StoreOpt = None) -> None:
 def holdout(
     fraction: Annotated[float, typer.Option(help="Share of all units kept out of every experiment, 0..1.")],
     salt: Annotated[str, typer.Option(help="Holdout salt.")] = "global",
-    data: DataOpt = None,
+    data: StoreDataOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Set the global holdout. Writes the store (setting and change log)."""
-    with _clean_errors():
+    with step("experiments holdout"):
         held = _open(store, data).set_holdout(fraction=fraction, salt=salt)
         _say(f"global holdout: {held.buckets / 100:.2f}% of units (salt {held.salt})")
 
 
+def _attributes(unit: list[str], attr: list[str]) -> list[dict[str, str]]:
+    """One attribute row per ``--unit``: the ``--attr key=value`` pairs apply to every one of them."""
+    pairs = dict(a.split("=", 1) for a in attr if "=" in a)
+    if len(pairs) != len(attr):
+        raise UsageError("--attr takes key=value")
+    return [pairs] * len(unit)
+
+
 @app.command()
-def assign(
+def assign(  # noqa: PLR0913 - one parameter per command-line option (Typer reads them from the signature)
     experiment: Annotated[str, typer.Option(help="Experiment key.")],
     unit: Annotated[list[str] | None, typer.Option(help="Unit id, repeatable.")] = None,
     units: Annotated[
@@ -248,39 +262,33 @@ def assign(
         bool, typer.Option("--log-exposures", help="Record exposures in the log.")
     ] = False,
     preview: Annotated[bool, typer.Option("--preview", help="Allow a draft/stopped experiment.")] = False,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write assignments to CSV/Parquet.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    data: DataOpt = None,
+    out_file: OutFileOpt = None,
+    as_json: JsonOpt = False,
+    data: StoreDataOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Assign units to variants. Reads the store and --units; writes the exposure log with --log-exposures."""
-    with _clean_errors():
-        if units is not None:
-            frame = (
-                pd.read_parquet(units)
-                if units.suffix != ".csv"
-                else pd.read_csv(units, dtype={"unit_id": str})
-            )
-            if "unit_id" not in frame.columns:
-                _fail(f"{units} has no unit_id column")
-            ids = frame["unit_id"].astype(str).tolist()
-            attributes: pd.DataFrame | None = frame.drop(columns=["unit_id"])
-        elif unit:
-            pairs = dict(a.split("=", 1) for a in attr or [] if "=" in a)
-            if len(pairs) != len(attr or []):
-                _fail("--attr takes key=value")
-            ids, attributes = list(unit), pd.DataFrame([pairs] * len(unit))
-        else:
-            _fail("give --unit ID (repeatable) or --units FILE")
-        from experiments.service import assign_units
+    """Assign units to variants. Reads the store and --units; writes the exposure log with --log-exposures.
 
+    Up to 20 assignments are shown (unit, variant or "-", reason); --out writes them all, --json prints them
+    all on stdout.
+    """
+    import pandas as pd
+
+    from experiments.exposures import ExposureLog
+    from experiments.service import assign_units, read_units
+
+    with step("experiments assign") as started:
+        if units is not None:
+            ids, attributes = read_units(units)
+        elif unit:
+            ids, attributes = list(unit), pd.DataFrame(_attributes(unit, attr or []))
+        else:
+            raise UsageError("give --unit ID (repeatable) or --units FILE")
         opened = _open(store, data)
         log = ExposureLog(engine=opened.engine) if log_exposures else None
-        started = time.perf_counter()
         result = assign_units(
             store=opened, experiment=experiment, unit_ids=ids, attributes=attributes, log=log, preview=preview
         )
-        elapsed = time.perf_counter() - started
         if as_json:
             typer.echo(json.dumps(result.to_dict(orient="records"), default=int))
         elif len(result) <= 20:
@@ -291,26 +299,36 @@ def assign(
         if out_file is not None:
             result.to_csv(out_file, index=False) if out_file.suffix == ".csv" else result.to_parquet(out_file)
         counts = result.loc[result["variant"] != "", "variant"].value_counts().to_dict()
-        logged = " (exposures logged)" if log is not None and not preview else ""
-        _note(f"{len(result)} units in {elapsed:.2f}s: {counts}{logged}")
+        rows: dict[str, object] = {"units": len(result), **{f"in {k}": int(v) for k, v in counts.items()}}
+        rows["not enrolled"] = int((result["variant"] == "").sum())
+        rows["exposures"] = "logged" if log is not None and not preview else "not logged"
+        if out_file is not None:
+            rows["output"] = out_file
+        summary("experiments assign", rows, started)
 
 
 @app.command("export-exposures")
 def export_exposures(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
-    out_file: Annotated[
-        Path | None, typer.Option("--out", help="Output (default DIR/exposures.parquet).")
-    ] = None,
-    data: DataOpt = None,
+    out_file: OutFileOpt = None,
+    data: StoreDataOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Export the exposure log as the contract's exposures table. Reads the log; writes the file."""
-    with _clean_errors():
-        target = out_file or (data / "exposures.parquet" if data else None)
-        if target is None:
-            _fail("give --out FILE or --data DIR")
+    """Export the exposure log as the contract's exposures table (default DIR/exposures.parquet).
+
+    Reads the log; writes the file.
+    """
+    from experiments.exposures import ExposureLog
+
+    with step("experiments export-exposures") as started:
+        if out_file is not None:
+            target = out_file
+        elif data is not None:
+            target = _folder(data) / "exposures.parquet"
+        else:
+            raise UsageError("give --out FILE or --data DIR")
         rows = ExposureLog(engine=_open(store, data).engine).export(target, experiment=experiment)
-        _say(f"wrote {rows} exposure rows to {target}")
+        summary("experiments export-exposures", {"exposure rows": rows, "output": target}, started)
 
 
 ANALYZE_HELP = (
@@ -325,8 +343,8 @@ ANALYZE_HELP = (
 
 
 @app.command(help=ANALYZE_HELP)
-def analyze(
-    data: Annotated[Path, typer.Option("--data", help="Data folder with exposures and events tables.")],
+def analyze(  # noqa: PLR0913 - one parameter per command-line option (Typer reads them from the signature)
+    data: DataOpt,
     experiment: Annotated[str, typer.Option(help="Experiment key.")],
     metric: Annotated[
         list[str] | None, typer.Option(help="Metric, repeatable (default conversion, revenue, orders).")
@@ -347,7 +365,7 @@ def analyze(
             "(default: units seen so far)."
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     details: Annotated[
         bool, typer.Option("--details", help="Add adjusted p, always-valid CI, flags to JSON.")
     ] = False,
@@ -357,56 +375,51 @@ def analyze(
     store: StoreOpt = None,
 ) -> None:
     """Read an experiment's results from DIR/exposures and DIR/events (see ANALYZE_HELP)."""
+    from experiments.options import AnalysisOptions, parse_correction
     from experiments.report import results_table, write_html
     from experiments.service import analyze_folder, folder_over_time
+    from experiments.store import ExperimentStore
+    from serving.settings import Settings
 
-    with _clean_errors():
-        if not data.is_dir():
-            _fail(f"data folder {data} does not exist")
-        opened = None
-        if store or (data / "experiments.sqlite").exists():
-            opened = _open(store, data)
-        options = dict(
+    with step("experiments analyze") as started:
+        _folder(data)
+        options = AnalysisOptions(
+            metrics=tuple(metric or []),
+            guardrails=tuple(guardrail or []),
             window_days=window,
             cuped=cuped,
             pre_days=pre_days,
             control=control,
             alpha=alpha,
-            correction=correction,
+            correction=parse_correction(correction),
             planned_n=planned_units,
         )
-        read = analyze_folder(
-            data_dir=data,
-            experiment=experiment,
-            store=opened,
-            metrics=metric or [],
-            guardrails=guardrail or [],
-            **options,
-        )
+        url = store or Settings().experiments_url
+        opened = None
+        if url or (data / "experiments.sqlite").exists():
+            opened = ExperimentStore(_store_url(store, data))
+        read = analyze_folder(data_dir=data, experiment=experiment, store=opened, options=options)
         analysis = read.analysis
         if html_file is not None:
-            over_time = folder_over_time(
-                data_dir=data, experiment=experiment, metrics=read.metrics + read.guardrails, **options
-            )
+            over_time = folder_over_time(data_dir=data, experiment=experiment, options=read.options)
             write_html(analysis, over_time, html_file)
         if as_json:
             typer.echo(json.dumps(analysis.to_json(details=details), indent=2))
         else:
-            _console().print(results_table(analysis, details=details))
-            shares = "store definition" if read.shares_from_store else "equal shares"
-            _say(
-                f"read {read.exposures_rows} exposure rows and {read.events_rows} events from {data}; "
-                f"sample-ratio check against {shares}; {correction} correction across metrics"
-                + (
-                    f"; CUPED with the {pre_days:g} days before exposure (ratio metrics unadjusted)"
-                    if cuped
-                    else ""
-                )
-            )
+            _print_whole(results_table(analysis, details=details))
         for warning in analysis.warnings:
-            _note(f"warning: {warning}")
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        rows: dict[str, object] = {
+            "exposure rows": read.exposures_rows,
+            "events": read.events_rows,
+            "sample-ratio check": "against the store's shares" if read.shares_from_store else "equal shares",
+            "correction": f"{options.correction} across metrics",
+        }
+        if cuped:
+            rows["CUPED"] = f"the {pre_days:g} days before exposure (ratio metrics unadjusted)"
         if html_file is not None:
-            _note(f"report written to {html_file}")
+            rows["report"] = html_file
+        summary("experiments analyze", rows, started)
 
 
 def register(main: typer.Typer) -> None:

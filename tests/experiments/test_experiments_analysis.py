@@ -17,7 +17,9 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from experiments.analysis import analyze
-from experiments.metrics import DataError, parse_metric, read_table
+from experiments.errors import DataError
+from experiments.metrics import parse_metric, read_table
+from experiments.options import AnalysisOptions
 from experiments.over_time import effect_over_time
 
 TOL = 1e-6
@@ -62,11 +64,8 @@ class BruteForce:
                 continue
             if metric == "conversion" and kind == "purchase":
                 total = 1.0
-            elif (
-                (metric == "revenue"
-                and kind == "purchase")
-                or (metric == "net_revenue"
-                and kind in ("purchase", "refund"))
+            elif (metric == "revenue" and kind == "purchase") or (
+                metric == "net_revenue" and kind in ("purchase", "refund")
             ):
                 total += amount
             elif metric == "orders" and kind == "purchase":
@@ -117,7 +116,10 @@ def test_every_metric_and_statistic_matches_brute_force(
 ) -> None:
     exposures, events = tables
     result = analyze(
-        exposures=exposures, events=events, experiment="exp1", metrics=METRICS, window_days=window
+        exposures=exposures,
+        events=events,
+        experiment="exp1",
+        options=AnalysisOptions(metrics=tuple(METRICS), window_days=window),
     )
     rows = {(r.metric, r.variant): r for r in result.rows}
     assert len(rows) == len(METRICS) * 3
@@ -147,7 +149,12 @@ def test_window_boundaries_are_inclusive_at_exposure_and_exclusive_at_the_end(
     brute: BruteForce, tables: Any
 ) -> None:
     exposures, events = tables
-    result = analyze(exposures=exposures, events=events, experiment="exp1", metrics=["orders"], window_days=7)
+    result = analyze(
+        exposures=exposures,
+        events=events,
+        experiment="exp1",
+        options=AnalysisOptions(("orders",), window_days=7),
+    )
     seven = brute.arms("orders", 7.0)
     just_over = brute.arms("orders", 7.0 + 1e-9)
     assert sum(a.sum() for a in just_over.values()) > sum(
@@ -160,7 +167,9 @@ def test_window_boundaries_are_inclusive_at_exposure_and_exclusive_at_the_end(
 
 def test_ratio_metric_by_the_delta_method(brute: BruteForce, tables: Any) -> None:
     exposures, events = tables
-    result = analyze(exposures=exposures, events=events, experiment="exp1", metrics=["revenue_per_order"])
+    result = analyze(
+        exposures=exposures, events=events, experiment="exp1", options=AnalysisOptions(("revenue_per_order",))
+    )
     rows = {r.variant: r for r in result.rows}
     revenue, orders = brute.arms("revenue", None), brute.arms("orders", None)
 
@@ -182,15 +191,17 @@ def test_ratio_metric_by_the_delta_method(brute: BruteForce, tables: Any) -> Non
 
 def test_cuped_matches_ols_route_and_narrows_the_interval(brute: BruteForce, tables: Any) -> None:
     exposures, events = tables
-    plain = analyze(exposures=exposures, events=events, experiment="exp1", metrics=["orders"], window_days=14)
+    plain = analyze(
+        exposures=exposures,
+        events=events,
+        experiment="exp1",
+        options=AnalysisOptions(("orders",), window_days=14),
+    )
     cuped = analyze(
         exposures=exposures,
         events=events,
         experiment="exp1",
-        metrics=["orders"],
-        window_days=14,
-        cuped=True,
-        pre_days=14,
+        options=AnalysisOptions(("orders",), window_days=14, cuped=True, pre_days=14),
     )
     units = sorted(brute.first)
     y = np.array([brute.value(u, "orders", 14.0) for u in units])
@@ -212,9 +223,7 @@ def test_guardrails_are_marked_and_kept_out_of_the_family(tables: Any) -> None:
         exposures=exposures,
         events=events,
         experiment="exp1",
-        metrics=["conversion", "orders"],
-        guardrails=["any:refund"],
-        correction="bh",
+        options=AnalysisOptions(("conversion", "orders"), guardrails=("any:refund",), correction="bh"),
     )
     guard = [r for r in result.rows if r.guardrail]
     assert {r.metric for r in guard} == {"any:refund"}
@@ -228,7 +237,11 @@ def test_store_shares_drive_the_sample_ratio_check(tables: Any) -> None:
     exposures, events = tables
     shares = {"control": 0.5, "treatment": 0.25, "bigger": 0.25}
     result = analyze(
-        exposures=exposures, events=events, experiment="exp1", metrics=["conversion"], shares=shares
+        exposures=exposures,
+        events=events,
+        experiment="exp1",
+        options=AnalysisOptions(("conversion",)),
+        shares=shares,
     )
     observed = np.array([result.counts[v] for v in ("control", "treatment", "bigger")])
     expected = observed.sum() * np.array([0.5, 0.25, 0.25])
@@ -239,7 +252,7 @@ def test_store_shares_drive_the_sample_ratio_check(tables: Any) -> None:
 def test_json_contract_and_nulls(tables: Any) -> None:
     exposures, events = tables
     document = analyze(
-        exposures=exposures, events=events, experiment="exp1", metrics=["conversion"]
+        exposures=exposures, events=events, experiment="exp1", options=AnalysisOptions(("conversion",))
     ).to_json()
     assert set(document) == {"experiment", "srm_p_value", "results"}
     keys = {"metric", "variant", "n", "mean", "diff_abs", "diff_rel", "ci_low", "ci_high", "p_value"}
@@ -250,8 +263,9 @@ def test_json_contract_and_nulls(tables: Any) -> None:
 
 def test_effect_over_time_ends_at_the_full_read(tables: Any) -> None:
     exposures, events = tables
-    over_time = effect_over_time(exposures=exposures, events=events, experiment="exp1", metrics=["orders"])
-    full = analyze(exposures=exposures, events=events, experiment="exp1", metrics=["orders"])
+    orders = AnalysisOptions(("orders",))
+    over_time = effect_over_time(exposures=exposures, events=events, experiment="exp1", options=orders)
+    full = analyze(exposures=exposures, events=events, experiment="exp1", options=orders)
     last = over_time[over_time["day"] == over_time["day"].max()].set_index("variant")
     for row in full.rows:
         if row.diff_abs is not None:
@@ -264,8 +278,9 @@ def test_effect_over_time_ends_at_the_full_read(tables: Any) -> None:
         exposures=exposures[exposures["ts"] < cutoff],
         events=events[events["ts"] < cutoff],
         experiment="exp1",
-        metrics=["orders"],
-        planned_n=int(exposures.loc[exposures["experiment"] == "exp1", "unit_id"].nunique()),
+        options=AnalysisOptions(
+            ("orders",), planned_n=int(exposures.loc[exposures["experiment"] == "exp1", "unit_id"].nunique())
+        ),
     )
     middle = over_time[over_time["day"] == day].set_index("variant")
     for row in cut.rows:
@@ -281,11 +296,38 @@ def test_bad_input_is_reported(tables: Any, tmp_path: Any) -> None:
     with pytest.raises(DataError, match="no exposures"):
         analyze(exposures=exposures, events=events, experiment="missing")
     with pytest.raises(DataError, match="control"):
-        analyze(exposures=exposures, events=events, experiment="exp1", control="baseline")
-    with pytest.raises(ValueError, match="unknown metric"):
+        analyze(
+            exposures=exposures, events=events, experiment="exp1", options=AnalysisOptions(control="baseline")
+        )
+    with pytest.raises(DataError, match="unknown metric"):
         parse_metric("revenue_per_click")
     with pytest.raises(DataError, match="no events table"):
         read_table(tmp_path, "events")
     pd.DataFrame({"user_id": ["1"], "event_type": ["view"]}).to_csv(tmp_path / "events.csv", index=False)
     with pytest.raises(DataError, match="lacks column"):
         read_table(tmp_path, "events")
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"metrics": ("revenue_per_click",)}, "unknown metric"),
+        ({"guardrails": ("ratio:revenue_per_order/orders",)}, "two non-ratio metrics"),
+        ({"correction": "bonferroni"}, "unknown correction"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"window_days": 0}, "window"),
+        ({"pre_days": -1}, "CUPED period"),
+        ({"planned_n": 0}, "planned units"),
+    ],
+)
+def test_options_are_refused_when_built(fields: dict[str, Any], reason: str) -> None:
+    with pytest.raises(DataError, match=reason):
+        AnalysisOptions(**fields)
+
+
+def test_options_are_frozen_and_keep_tuples() -> None:
+    options = AnalysisOptions(metrics=["orders"], guardrails=["any:refund"])  # type: ignore[arg-type]
+    assert options.metrics == ("orders",) and options.guardrails == ("any:refund",)
+    assert AnalysisOptions().primary == ("conversion", "revenue", "orders")
+    with pytest.raises(AttributeError):
+        options.alpha = 0.1  # type: ignore[misc]

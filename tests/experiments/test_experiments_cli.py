@@ -1,4 +1,7 @@
-"""``userops experiments``: the full flow create → start → assign/log → export → analyze, and clean errors."""
+"""``userops experiments``: the full flow create → start → assign/log → export → analyze, and clean errors.
+
+What a person reads goes to stderr (through ``userops.console``); stdout holds only what ``--json`` asks for.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +18,20 @@ from scipy import stats as sps
 from typer.testing import CliRunner
 
 from experiments.analysis import analyze
+from experiments.errors import StoreError
 from experiments.exposures import ExposureLog
 from experiments.metrics import read_table
+from experiments.options import AnalysisOptions
+from experiments.store import ExperimentStore
 from userops.cmd_experiments import app
 
 runner = CliRunner()
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Any:
-    return runner.invoke(app, list(args), env=env or {"USEROPS_EXPERIMENTS_URL": ""})
+    # No store URL and no data folder from the environment unless a test gives them (None unsets).
+    unset: dict[str, str | None] = {"USEROPS_EXPERIMENTS_URL": None, "USEROPS_DATA": None}
+    return runner.invoke(app, list(args), env={**unset, **(env or {})})
 
 
 def test_analyze_json_equals_the_library_read(sim_folder: Any) -> None:
@@ -37,8 +45,7 @@ def test_analyze_json_equals_the_library_read(sim_folder: Any) -> None:
         exposures=read_table(sim_folder.path, "exposures"),
         events=read_table(sim_folder.path, "events"),
         experiment="exp1",
-        metrics=["conversion", "revenue"],
-        window_days=7,
+        options=AnalysisOptions(metrics=("conversion", "revenue"), window_days=7),
     ).to_json()
     assert document == expected
     assert [r["metric"] for r in document["results"]] == ["conversion"] * 3 + ["revenue"] * 3
@@ -53,8 +60,10 @@ def test_analyze_table_html_and_details(make_folder: Any, tmp_path: Path) -> Non
         "--guardrail", "any:refund", "--cuped", "--html", str(report),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "orders" in result.stdout and "any:refund (guardrail)" in result.stdout
-    assert "sample ratio ok" in result.stdout
+    assert result.stdout == ""  # the table is for people: stderr, whole (no terminal here to fit)
+    assert "orders" in result.stderr and "any:refund (guardrail)" in result.stderr
+    assert "sample ratio ok" in result.stderr
+    assert "the 14 days before exposure" in result.stderr  # the closing summary
     page = report.read_text()
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
     assert len(images) == 2  # one chart per metric
@@ -96,10 +105,11 @@ def test_bad_input_exits_non_zero_with_one_line(args: list[str], reason: str, tm
         folder / "events.csv", index=False
     )
     result = run(*[a.replace("{folder}", str(folder)) for a in args])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], result.stderr
-    assert "Traceback" not in result.output
+    assert len(lines) == 1 and lines[0].startswith(f"error: experiments {args[0]}: "), result.stderr
+    assert reason in lines[0], result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
 
 
 def test_full_flow_with_store_weights_in_the_sample_ratio_check(tmp_path: Path) -> None:
@@ -110,12 +120,12 @@ def test_full_flow_with_store_weights_in_the_sample_ratio_check(tmp_path: Path) 
         "--guardrail", "any:refund", "--data", str(data),
     )  # fmt: skip
     assert created.exit_code == 0, created.output
-    assert "control 70% / treatment 30%" in created.stdout
+    assert "control 70% / treatment 30%" in created.stderr
     early = run("assign", "--experiment", "checkout", "--unit", "u1", "--data", str(data))
-    assert early.exit_code == 2 and "draft" in early.stderr
+    assert early.exit_code == 1 and "draft" in early.stderr
     assert run("start", "checkout", "--data", str(data)).exit_code == 0
     refused = run("edit", "checkout", "--variants", "control=50,treatment=50", "--data", str(data))
-    assert refused.exit_code == 2 and "force" in refused.stderr
+    assert refused.exit_code == 1 and "force" in refused.stderr
     assert (
         run("edit", "checkout", "--coverage", "1.0", "--description", "ramp", "--data", str(data)).exit_code
         == 0
@@ -138,7 +148,7 @@ def test_full_flow_with_store_weights_in_the_sample_ratio_check(tmp_path: Path) 
     logged = ExposureLog(f"sqlite:///{data / 'experiments.sqlite'}").read(experiment="checkout")
     assert len(logged) == 6000 and logged["exposures"].sum() == 6002  # two repeats counted, not duplicated
     exported = run("export-exposures", "--experiment", "checkout", "--data", str(data))
-    assert exported.exit_code == 0 and "6000 exposure rows" in exported.stdout
+    assert exported.exit_code == 0 and re.search(r"exposure rows\s+6,000", exported.stderr), exported.stderr
 
     exposures = read_table(data, "exposures")
     rng = np.random.default_rng(1)
@@ -164,11 +174,14 @@ def test_full_flow_with_store_weights_in_the_sample_ratio_check(tmp_path: Path) 
     listed = run("list", "--json", "--data", str(data))
     assert json.loads(listed.stdout)[0]["status"] == "running"
     history = run("history", "checkout", "--data", str(data))
-    assert [line.split()[2].rstrip(":") for line in history.stdout.splitlines()] == [
+    assert [line.split()[2].rstrip(":") for line in history.stderr.splitlines()] == [
         "create",
         "start",
         "update",
     ]
+    changes = json.loads(run("history", "checkout", "--json", "--data", str(data)).stdout)
+    assert [c["action"] for c in changes] == ["create", "start", "update"]
+    assert changes[2]["after"] == {"description": "ramp"}  # coverage was 1.0 already: no change
     assert run("stop", "checkout", "--data", str(data)).exit_code == 0
 
 
@@ -180,7 +193,7 @@ def test_store_url_from_the_environment(tmp_path: Path) -> None:
     assert created.exit_code == 0, created.output
     assert (tmp_path / "elsewhere.sqlite").exists()
     listed = run("list", env={"USEROPS_EXPERIMENTS_URL": url})
-    assert "envtest (draft" in listed.stdout
+    assert "envtest (draft" in listed.stderr
 
 
 def test_the_userops_command_has_the_experiments_group(sim_folder: Any) -> None:
@@ -191,3 +204,55 @@ def test_the_userops_command_has_the_experiments_group(sim_folder: Any) -> None:
     through_main = runner.invoke(main_app, ["experiments", *args], env={"USEROPS_EXPERIMENTS_URL": ""})
     assert through_main.exit_code == 0, through_main.output
     assert json.loads(through_main.stdout) == json.loads(run(*args).stdout)
+
+
+def test_a_missing_data_folder_is_refused_and_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    for args in (
+        ["create", "x", "--variants", "a,b", "--data", str(missing)],
+        ["list", "--data", str(missing)],
+        ["export-exposures", "--data", str(missing)],
+        ["analyze", "--experiment", "x", "--data", str(missing)],
+    ):
+        result = run(*args)
+        assert result.exit_code == 1 and "does not exist" in result.stderr, result.output
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    result = run("list", "--data", str(not_a_folder))
+    assert result.exit_code == 1 and "is not a folder" in result.stderr
+    assert not missing.exists()
+
+
+def test_an_unreachable_store_is_one_line_without_the_password(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://someone:s3cret@127.0.0.1:1/nowhere"
+    result = run("list", "--store", url)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: experiments list: database "), result.stderr
+    assert "someone:***@127.0.0.1:1/nowhere" in lines[0] and "s3cret" not in result.output
+
+
+def test_a_named_error_is_one_line_and_a_bug_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    assert run("create", "x", "--variants", "a,b", "--data", str(data)).exit_code == 0
+
+    def refused(self: ExperimentStore, **_: object) -> None:
+        raise StoreError("the store said no\nand said more on a second line")
+
+    monkeypatch.setattr(ExperimentStore, "list_experiments", refused)
+    result = run("list", "--data", str(data))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: experiments list: the store said no"
+
+    def bug(self: ExperimentStore, **_: object) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(ExperimentStore, "list_experiments", bug)
+    result = run("list", "--data", str(data))
+    assert isinstance(result.exception, ZeroDivisionError)  # not a SystemExit: the bug was not swallowed
+    assert "error:" not in result.stderr
+    with pytest.raises(ZeroDivisionError):
+        runner.invoke(app, ["list", "--data", str(data)], catch_exceptions=False)
