@@ -327,7 +327,7 @@ class ExperimentStore:
         try:
             holdout = Holdout(salt=check_salt(salt), buckets=to_buckets(fraction))
         except ValueError as error:
-            raise StoreError(f"holdout: {error}") from error
+            raise StoreError(f"holdout {error}") from error
         before = self.holdout()
         now = _utcnow()
         value = json.dumps({"salt": holdout.salt, "buckets": holdout.buckets})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from importlib import resources
 from typing import Any
@@ -148,7 +149,7 @@ def test_changing_coverage_moves_nobody() -> None:
         assert abs(share - coverage / BUCKETS) < 4 * np.sqrt(0.25 / len(ids)) + 1e-9
         assert all(v == full[i] for i, v in enumerate(variants) if v is not None)
     ordered = sorted(seen)
-    for low, high in zip(ordered, ordered[1:], strict=False):
+    for low, high in itertools.pairwise(ordered):
         in_low = {i for i, v in enumerate(seen[low]) if v is not None}
         in_high = {i for i, v in enumerate(seen[high]) if v is not None}
         assert in_low <= in_high

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 
@@ -143,7 +144,7 @@ def test_concurrent_layer_allocations_do_not_overlap(store: ExperimentStore) -> 
     assert errors == []
     slices = sorted(e.layer_slice for e in store.list_experiments() if e.layer == "busy")
     assert len(slices) == 8
-    assert all(end <= start for (_, end), (start, _) in zip(slices, slices[1:], strict=False))
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(slices))
 
 
 def test_holdout_setting_is_stored_and_logged(store: ExperimentStore) -> None:
