@@ -1,4 +1,4 @@
-"""Churn and propensity models: back-test, fit, calibrate, compare with baselines, log and promote.
+"""Churn and propensity models: back-test, fit, calibrate and compare with baselines (no MLflow here).
 
 ``churn`` predicts no activity (any event but a refund) within the horizon; ``propensity`` predicts a
 purchase within it. Both are the same calibrated LightGBM estimator (:class:`RiskModel`) with opposite
@@ -6,7 +6,8 @@ monotone constraints on recency, trained on back-test slices (:mod:`training.dat
 dates, fitting users apart from check users) and compared on the holdout with a recency rule, an RFM
 logistic regression and a BG/NBD model. Its inputs include the BG/NBD and Gamma-Gamma outputs computed
 point in time for each as-of date, and its hyperparameters come from a small grid scored on the
-validation slice (:func:`search_model`).
+validation slice (:func:`search_model`). Logging, registering and promoting the result is
+:mod:`training.churn_mlflow`'s; :func:`training.churn_run.train_and_register` does both in one call.
 """
 
 from __future__ import annotations
