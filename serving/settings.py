@@ -14,6 +14,10 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class SettingsError(Exception):
+    """A setting the command or the service needs is missing or unusable."""
+
+
 class Settings(BaseSettings):
     """Where the data, the models, the experiments and the online features live.
 
@@ -40,11 +44,11 @@ class Settings(BaseSettings):
         """The data folder: ``data`` when given (a command's ``--data``), else ``USEROPS_DATA``.
 
         Raises:
-            ValueError: Neither is set.
+            SettingsError: Neither is set.
         """
         folder = data if data is not None else self.data
         if folder is None:
-            raise ValueError("no data folder: pass --data DIR or set USEROPS_DATA")
+            raise SettingsError("no data folder: pass --data DIR or set USEROPS_DATA")
         return folder
 
     def tracking_uri_for(self, data: Path | None = None) -> str:

@@ -99,22 +99,30 @@ def score_churn(
     return Scored(scores=scores, drift=drift_report(model.drift_reference_, pop, psi_threshold), features=pop)
 
 
+@dataclass(frozen=True)
+class WinbackFilters:
+    """Which users a win-back list keeps, as an operator asks for them.
+
+    Attributes:
+        top: Keep the first ``top`` rows (all when ``None``).
+        segment: Keep users whose RFM segment or lifecycle stage is this (e.g. ``cant_lose``, ``at_risk``).
+        min_value: Keep users with at least this value at stake.
+    """
+
+    top: int | None = None
+    segment: str | None = None
+    min_value: float = 0.0
+
+
 def winback_list(
-    scores: pd.DataFrame,
-    values: pd.DataFrame,
-    *,
-    top: int | None = None,
-    segment: str | None = None,
-    min_value: float = 0.0,
+    scores: pd.DataFrame, values: pd.DataFrame, filters: WinbackFilters = WinbackFilters()
 ) -> pd.DataFrame:
     """Users ranked by expected value saved (``churn_risk x value_at_stake``), largest first.
 
     Args:
         scores: :func:`score_churn` scores.
         values: :func:`training.value.value_at_stake` output for the same users.
-        top: Keep the first ``top`` rows.
-        segment: Keep users whose RFM segment or lifecycle stage is this (e.g. ``cant_lose``, ``at_risk``).
-        min_value: Keep users with at least this value at stake.
+        filters: Which users to keep.
 
     Returns:
         :data:`WINBACK_COLUMNS` then ``expected_purchases, expected_order_value`` (``offer_id`` empty
@@ -127,15 +135,16 @@ def winback_list(
     frame["value_at_stake"] = frame["value_at_stake"].fillna(0.0)
     frame["expected_value_saved"] = frame["churn_risk"] * frame["value_at_stake"]
     frame["offer_id"] = ""
+    segment = filters.segment
     if segment is not None:
         known = set(frame["rfm_segment"].astype(str)) | set(frame["lifecycle_stage"].astype(str))
         if segment not in known:
             raise TrainingDataError(f"unknown segment {segment!r}; known here: {', '.join(sorted(known))}")
         frame = frame.loc[(frame["rfm_segment"] == segment) | (frame["lifecycle_stage"] == segment)]
-    frame = frame.loc[frame["value_at_stake"] >= min_value]
+    frame = frame.loc[frame["value_at_stake"] >= filters.min_value]
     frame = frame.sort_values(["expected_value_saved", "user_id"], ascending=[False, True], ignore_index=True)
-    if top is not None:
-        frame = frame.head(top)
+    if filters.top is not None:
+        frame = frame.head(filters.top)
     extra = [c for c in ("expected_purchases", "expected_order_value") if c in frame]
     return frame[[*WINBACK_COLUMNS, *extra]].reset_index(drop=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -106,10 +105,12 @@ def winback(
     rfm_segment, reasons, offer_id (empty until the next-best-offer model lands).
     """
     from features.contract import write_table
+    from training.winback import WinbackFilters
     from userops.pipeline import score_outputs
 
     _quiet_mlflow()
     with step("winback") as started:
+        filters = WinbackFilters(top=top, segment=segment, min_value=min_value)
         uri = Settings().tracking_uri_for(data)
         with console.status("scores, value at stake and ranking"):
             _, listing, drifted, _ = score_outputs(
@@ -118,9 +119,7 @@ def winback(
                 tracking_uri=uri,
                 horizon=horizon,
                 lookback=lookback,
-                top=top,
-                segment=segment,
-                min_value=min_value,
+                filters=filters,
             )
         path = write_table(listing, out)
         _warn_drift(drifted)
@@ -164,7 +163,12 @@ def pipeline(
                 progress=lambda text: status.update(text),
             )
         _warn_drift(report.drifted)
-        summary("pipeline", {**report.rows, "tracking": uri}, started)
+        trained: dict[str, object] = {}
+        for outcome in report.outcomes:
+            model = outcome.metrics.loc["lightgbm"]
+            trained[f"{outcome.kind} holdout"] = "  ".join(f"{k} {v:.3f}" for k, v in model.items())
+            trained[f"{outcome.kind} decision"] = outcome.decision
+        summary("pipeline", {**trained, **report.rows, "tracking": uri}, started)
 
 
 def register(app: typer.Typer) -> None:

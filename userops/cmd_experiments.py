@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from userops.console import UsageError, console, step, summary
+from userops.console import UsageError, console, show, step, summary
 from userops.options import DataOpt
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from experiments.definitions import Experiment
     from experiments.store import ExperimentStore
 
@@ -87,15 +85,6 @@ def _describe(e: Experiment) -> str:
 
 def _say(line: str) -> None:
     console.print(line, highlight=False, markup=False, soft_wrap=True)
-
-
-def _print_whole(table: Table) -> None:
-    """Print a table; in a log or a file (no terminal width) at its full width, never cut to 80 columns."""
-    from rich.measure import Measurement
-
-    if not console.is_terminal:
-        table.width = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    console.print(table, crop=False)
 
 
 @app.command()
@@ -406,7 +395,7 @@ def analyze(  # noqa: PLR0913 - one parameter per command-line option (Typer rea
         if as_json:
             typer.echo(json.dumps(analysis.to_json(details=details), indent=2))
         else:
-            _print_whole(results_table(analysis, details=details))
+            show(results_table(analysis, details=details))
         for warning in analysis.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         rows: dict[str, object] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from numbers import Integral
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -27,7 +28,7 @@ def _shown(value: object) -> str:
     """A fact as a person reads it: dates as dates, lists joined, fractions to three places."""
     if isinstance(value, float):
         return f"{value:.3f}"
-    if isinstance(value, int):
+    if isinstance(value, Integral):
         return f"{value:,}"
     if isinstance(value, list | tuple):
         return ", ".join(_shown(v) for v in value)
@@ -39,8 +40,11 @@ def _shown(value: object) -> str:
 def outcome_rows(outcome: TrainOutcome) -> dict[str, object]:
     """The summary of a training run: what it was fitted on, every model's holdout metrics, the decision."""
     rows: dict[str, object] = {key.replace("_", " "): _shown(value) for key, value in outcome.facts.items()}
-    for name, metrics in outcome.metrics.iterrows():
-        rows[f"holdout {name}"] = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+    if outcome.metrics.empty:
+        rows["holdout"] = "no events on or after the date in the folder: no test-window evaluation"
+    # object columns keep each metric's own type (user counts stay whole numbers)
+    for name, metrics in outcome.metrics.astype(object).iterrows():
+        rows[f"holdout {name}"] = "  ".join(f"{k} {_shown(v)}" for k, v in metrics.items())
     rows.update(
         {
             "run": outcome.run_id,
@@ -74,10 +78,17 @@ def train(
                 data_dir=data, as_of=as_of, horizon=horizon, tracking_uri=uri, kind=kind.value
             )
         elif kind is Kind.recommender:
+            from simulator.oracle import recommender_reference
             from training.recommend import train_and_register as train_recommender
 
+            # a simulated folder carries its truth: the oracle's rows join the table (never the choice)
             outcome = train_recommender(
-                data_dir=data, as_of=as_of, horizon=horizon, tracking_uri=uri, kind=kind.value
+                data_dir=data,
+                as_of=as_of,
+                horizon=horizon,
+                tracking_uri=uri,
+                kind=kind.value,
+                reference=recommender_reference(data),
             )
         else:
             raise UsageError("offers: the next-best-offer model is not built yet")

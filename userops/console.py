@@ -14,6 +14,7 @@ from rich.table import Table
 
 from experiments.errors import ExperimentsError
 from features.errors import FeaturesError
+from serving.settings import SettingsError
 from training.errors import TrainingError
 
 console = Console(stderr=True)
@@ -26,6 +27,7 @@ class UsageError(Exception):
 
 EXPECTED: tuple[type[Exception], ...] = (
     UsageError,
+    SettingsError,
     FeaturesError,
     TrainingError,
     ExperimentsError,
@@ -69,4 +71,13 @@ def summary(title: str, rows: Mapping[str, object], started: float | None = None
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
     if started is not None:
         table.add_row("time", f"{time.perf_counter() - started:.1f} s")
-    console.print(table)
+    show(table)
+
+
+def show(table: Table) -> None:
+    """Print a table; in a log or a file (no terminal width) at its full width, never cut to 80 columns."""
+    from rich.measure import Measurement
+
+    if not console.is_terminal:
+        table.width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    console.print(table, crop=False)

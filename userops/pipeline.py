@@ -10,10 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from features.contract import write_table
+
+if TYPE_CHECKING:
+    from training.results import TrainOutcome
+    from training.winback import WinbackFilters
 
 
 @dataclass
@@ -21,6 +26,7 @@ class PipelineReport:
     """What a pipeline run did, in the order it did it."""
 
     rows: dict[str, object] = field(default_factory=dict)
+    outcomes: list[TrainOutcome] = field(default_factory=list)
     drifted: list[str] = field(default_factory=list)
 
 
@@ -32,9 +38,7 @@ def score_outputs(
     horizon: int,
     lookback: int = 365,
     features: pd.DataFrame | None = None,
-    top: int | None = None,
-    segment: str | None = None,
-    min_value: float = 0.0,
+    filters: WinbackFilters | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str], pd.DataFrame]:
     """Score churn with the champion and build the win-back list.
 
@@ -48,7 +52,7 @@ def score_outputs(
     from training.churn_mlflow import load_risk_model
     from training.datasets import load_events_before, with_stacked
     from training.errors import ModelNotFoundError
-    from training.winback import population, score_churn, values_for, winback_list
+    from training.winback import WinbackFilters, population, score_churn, values_for, winback_list
 
     model = load_risk_model(tracking_uri, "churn")
     try:
@@ -60,7 +64,7 @@ def score_outputs(
     frame = with_stacked(population(frame, lookback), load_events_before(data_dir, as_of), as_of)
     scored = score_churn(model, frame, lookback=lookback, propensity=propensity)
     values = values_for(data_dir, as_of, scored.scores["user_id"], horizon)
-    winback = winback_list(scored.scores, values, top=top, segment=segment, min_value=min_value)
+    winback = winback_list(scored.scores, values, filters or WinbackFilters())
     return scored.scores, winback, scored.drifted, scored.drift
 
 
@@ -101,9 +105,7 @@ def run_pipeline(
             options=ChurnOptions(lookback=lookback),
             progress=say,
         )
-        model = outcome.metrics.loc["lightgbm"]
-        report.rows[f"{kind} holdout"] = " ".join(f"{k} {v:.3f}" for k, v in model.items())
-        report.rows[f"{kind} decision"] = outcome.decision
+        report.outcomes.append(outcome)
     say("score churn and build the win-back list")
     scores, winback, drifted, _ = score_outputs(
         data,

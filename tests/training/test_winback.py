@@ -10,7 +10,7 @@ import pytest
 
 from training.errors import TrainingDataError
 from training.value import value_at_stake
-from training.winback import WINBACK_COLUMNS, winback_list
+from training.winback import WINBACK_COLUMNS, WinbackFilters, winback_list
 
 AS_OF = date(2025, 7, 1)
 
@@ -82,9 +82,9 @@ def test_big_spender_at_40_percent_ranks_above_small_spender_at_60() -> None:
     assert list(listing.columns[: len(WINBACK_COLUMNS)]) == list(WINBACK_COLUMNS)
     assert listing["expected_value_saved"].tolist() == pytest.approx([200.0, 50.0, 30.0])
     assert (listing["offer_id"] == "").all()
-    assert winback_list(scores, values, segment="dormant")["user_id"].tolist() == ["small"]
-    assert winback_list(scores, values, segment="cant_lose")["user_id"].tolist() == ["big"]
-    assert winback_list(scores, values, min_value=80)["user_id"].tolist() == ["big", "mid"]
-    assert winback_list(scores, values, top=1)["user_id"].tolist() == ["big"]
+    assert winback_list(scores, values, WinbackFilters(segment="dormant"))["user_id"].tolist() == ["small"]
+    assert winback_list(scores, values, WinbackFilters(segment="cant_lose"))["user_id"].tolist() == ["big"]
+    assert winback_list(scores, values, WinbackFilters(min_value=80))["user_id"].tolist() == ["big", "mid"]
+    assert winback_list(scores, values, WinbackFilters(top=1))["user_id"].tolist() == ["big"]
     with pytest.raises(TrainingDataError, match="unknown segment"):
-        winback_list(scores, values, segment="vip")
+        winback_list(scores, values, WinbackFilters(segment="vip"))

@@ -85,3 +85,59 @@ def test_a_bad_as_of_date_is_named_in_one_line(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert "is not a date YYYY-MM-DD" in result.output and "Traceback" not in result.output
+
+
+EXPECTED_ERRORS = [
+    ("features.errors", "ContractError", "events.csv: no column ts"),
+    ("features.errors", "JobBusyError", "another feature job is writing data/features"),
+    ("training.errors", "ModelNotFoundError", "no churn model is registered; run userops train churn"),
+    ("experiments.errors", "StoreError", "no experiment promo"),
+    ("userops.console", "UsageError", "give --preset or --map"),
+    ("builtins", "FileNotFoundError", "events.parquet: no such file"),
+]
+
+
+def _features_raising(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    import features.job
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(features.job, "run_job", broken)
+
+
+@pytest.mark.parametrize(("module", "name", "message"), EXPECTED_ERRORS)
+def test_every_package_error_is_one_line_and_exit_code_1(
+    module: str, name: str, message: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib
+
+    error = getattr(importlib.import_module(module), name)(message)
+    _features_raising(monkeypatch, error)
+    result = runner.invoke(app, ["features", "--data", str(tmp_path), "--as-of", "2025-01-01", "--no-online"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: features: {message}"
+
+
+def test_a_bug_inside_a_command_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _features_raising(monkeypatch, KeyError("a bug, not the user's mistake"))
+    result = runner.invoke(app, ["features", "--data", str(tmp_path), "--as-of", "2025-01-01", "--no-online"])
+    assert isinstance(result.exception, KeyError)
+    assert "error:" not in result.output
+
+
+def test_a_bug_shows_a_traceback_in_a_real_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import features.job\n"
+        "def broken(*a, **k): raise ZeroDivisionError('injected')\n"
+        "features.job.run_job = broken\n"
+        "from userops.cli import app\n"
+        f"app(['features', '--data', {str(tmp_path)!r}, '--as-of', '2025-01-01'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "ZeroDivisionError: injected" in done.stderr
