@@ -100,7 +100,8 @@ def _as_id(values: pd.Series) -> pd.Series:
 def _as_timestamp(values: pd.Series) -> pd.Series:
     """Timestamps as naive UTC; tz-aware input is converted, strings are parsed (bad ones become NaT)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+        naive: pd.Series = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return naive.astype("datetime64[us]")
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.astype("datetime64[us]")
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
@@ -118,8 +119,11 @@ def coerce(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
         A new frame; extra columns are kept as they are.
 
     Raises:
-        ContractError: A required column is missing.
+        ContractError: A required column is missing, or a column name appears twice.
     """
+    twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if twice:
+        raise ContractError(f"{schema.name}: column(s) {', '.join(twice)} appear more than once")
     missing = [c for c in schema.required if c not in frame.columns]
     if missing:
         raise ContractError(
@@ -222,6 +226,49 @@ def table_path(data_dir: str | Path, name: str) -> Path | None:
     return None
 
 
+PARQUET_MAGIC = b"PAR1"
+"""The four bytes every Parquet file starts with."""
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, pa.ArrowException)
+"""What the Parquet and CSV readers raise for a file they cannot read (truncated, not of their kind,
+not text): pyarrow's errors, pandas' ``ParserError`` and ``EmptyDataError``, ``UnicodeDecodeError``."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (readers put the query or a hint on the lines after)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_not_parquet(path: Path) -> None:
+    """Refuse a Parquet file named ``.csv`` (a CSV reader would read its bytes as text).
+
+    Raises:
+        ContractError: The file starts as Parquet files do.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(PARQUET_MAGIC))
+    except OSError:
+        return  # the reader says why
+    if head == PARQUET_MAGIC:
+        raise ContractError(
+            f"{path}: cannot be read as CSV: it is a Parquet file; name it {path.stem}.parquet"
+        )
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """Read a Parquet file with pandas.
+
+    Raises:
+        ContractError: The file is not Parquet, or is cut short or damaged.
+    """
+    try:
+        frame: pd.DataFrame = pd.read_parquet(path)
+    except READ_ERRORS as exc:
+        raise ContractError(f"{path}: cannot be read as Parquet: {first_line(exc)}") from exc
+    return frame
+
+
 def read_raw(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet file as it is, ids and all as strings where the file has no types.
 
@@ -231,14 +278,16 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ContractError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        return read_parquet(path)
+    if path.suffix != ".csv":
+        raise ContractError(f"{path}: unknown file kind {path.suffix!r}; use .parquet or .csv")
+    check_not_parquet(path)
     try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        if path.suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=True)
-    except Exception as exc:  # pyarrow and the csv reader raise many kinds
-        raise ContractError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
-    raise ContractError(f"{path}: unknown file kind {path.suffix!r}; use .parquet or .csv")
+        frame: pd.DataFrame = pd.read_csv(path, dtype=str, keep_default_na=True)
+    except READ_ERRORS as exc:
+        raise ContractError(f"{path}: cannot be read as CSV: {first_line(exc)}") from exc
+    return frame
 
 
 def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd.DataFrame | None:
@@ -257,7 +306,8 @@ def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd
         The table, or ``None`` when absent and not required.
 
     Raises:
-        ContractError: The table is required and absent, or has bad rows.
+        ContractError: The table is required and absent, cannot be read, lacks a required column, or
+            has bad rows.
     """
     path = table_path(data_dir, name)
     if path is None:
@@ -265,9 +315,12 @@ def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd
             raise ContractError(f"{data_dir}: no {name}.parquet or {name}.csv")
         return None
     if is_checked(path, name):
-        return pd.read_parquet(path)
+        return read_parquet(path)
     raw = read_raw(path)
-    good, quarantine = validate(name, raw, event_types=None)
+    try:
+        good, quarantine = validate(name, raw, event_types=None)
+    except ContractError as exc:
+        raise ContractError(f"{path}: {exc}") from exc
     if len(quarantine):
         counts = ", ".join(f"{v} {k}" for k, v in reason_counts(quarantine).items())
         first = int(quarantine["source_row"].iloc[0])
@@ -319,9 +372,16 @@ def write_arrow(table: pa.Table, path: str | Path, *, contract: str | None = Non
 
 
 def is_checked(path: str | Path, name: str) -> bool:
-    """Whether a Parquet file was written by userops after its rows were checked as table ``name``."""
+    """Whether a Parquet file was written by userops after its rows were checked as table ``name``.
+
+    Raises:
+        ContractError: A ``.parquet`` file that cannot be read as Parquet.
+    """
     path = Path(path)
     if path.suffix != ".parquet":
         return False
-    metadata = pq.read_schema(path).metadata or {}
-    return metadata.get(CHECKED) == name.encode()
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except READ_ERRORS as exc:
+        raise ContractError(f"{path}: cannot be read as Parquet: {first_line(exc)}") from exc
+    return bool(metadata.get(CHECKED) == name.encode())

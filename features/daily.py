@@ -39,7 +39,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.errors import JobBusyError
+from features.errors import ContractError, JobBusyError
 from features.incremental import DISTINCT_WINDOW, daily_activity, events_between, item_rows
 from features.sources import Sources, as_of_timestamp, file_stamp, read_table
 
@@ -134,12 +134,26 @@ def _lit(ts: pd.Timestamp) -> ir.Scalar:
     return ibis.literal(ts.to_pydatetime(), "timestamp")
 
 
+@dataclass(frozen=True)
+class _Built:
+    """The kept tables a fresh build left materialized on ``con``, each with the parts it stands for."""
+
+    con: ibis.BaseBackend
+    activity: tuple[list[str], ir.Table]
+    items: tuple[list[str], ir.Table]
+
+    def table(self, con: ibis.BaseBackend, kind: str, parts: list[str]) -> ir.Table | None:
+        """The ``kind`` table (``activity`` or ``items``) when it is on ``con`` and stands for ``parts``."""
+        kept_parts, table = self.activity if kind == "activity" else self.items
+        return table if con is self.con and kept_parts == parts else None
+
+
 class DailyStore:
     """The per-user-per-day aggregate of one data folder, kept on disk under ``root``."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._memory: dict = {}
+        self._memory: _Built | None = None
         self.rebuilt = ""
         """Why the last ``update`` built the aggregate from all events ("" when it only extended it)."""
 
@@ -264,12 +278,11 @@ class DailyStore:
             state.items.append(self._write(con, r, f"items-{tag}.parquet"))
             state.until = until.date()
             # the kept days' fingerprint was checked above (or they are new): add the new days'
-            state.fingerprint = _fingerprint(src, until, start, state.fingerprint if start is not None else "")
+            before = state.fingerprint if start is not None else ""
+            state.fingerprint = _fingerprint(src, until, start, before)
             # a fresh build's tables stay in the backend's memory: reading them back costs a second
             self._memory = (
-                {"con": con, "activity": (list(state.activity), coded), "items": (list(state.items), r)}
-                if fresh
-                else {}
+                _Built(con, (list(state.activity), coded), (list(state.items), r)) if fresh else None
             )
         state.codes_until = codes_until.date()
         state.events_stat = file_stamp(src.events_path)
@@ -298,7 +311,7 @@ class DailyStore:
             setattr(state, attr, [name])
             gone += parts
         if gone:
-            self._memory = {}
+            self._memory = None
         return gone
 
     def _save(self, state: DailyState) -> None:
@@ -361,18 +374,16 @@ class DailyStore:
                 _remove(self.root / name)
 
     def _kept(self, con: ibis.BaseBackend, kind: str, parts: list[str]) -> ir.Table:
-        memory = self._memory
-        if memory.get("con") is con and memory[kind][0] == parts:
-            return memory[kind][1]
-        return self._read(con, parts)
+        built = self._memory.table(con, kind, parts) if self._memory is not None else None
+        return built if built is not None else self._read(con, parts)
 
     def in_memory(self, con: ibis.BaseBackend, state: DailyState) -> bool:
         """Whether the kept tables of ``state`` are already materialized on ``con`` (just built)."""
         memory = self._memory
         return (
-            memory.get("con") is con
-            and memory["activity"][0] == state.activity
-            and memory["items"][0] == state.items
+            memory is not None
+            and memory.table(con, "activity", state.activity) is not None
+            and memory.table(con, "items", state.items) is not None
         )
 
     def activity(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
@@ -424,9 +435,13 @@ def locked(folder: str | Path) -> Iterator[Path]:
 
     Raises:
         JobBusyError: Another process holds it.
+        ContractError: The folder cannot be made (a file of that name, no permission).
     """
     root = Path(folder)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ContractError(f"{root}: cannot be the feature output folder: {exc.strerror or exc}") from exc
     path = root / ".lock"
     with open(path, "a+") as handle:
         try:

@@ -21,3 +21,8 @@ class DataError(FeaturesError):
 
 class JobBusyError(FeaturesError):
     """Another feature job or ingest holds the data folder's lock; try again when it has finished."""
+
+
+class StoreError(FeaturesError):
+    """The online store cannot be used: a Redis URL that is none, a server that does not answer, a store
+    file that is not one. (Serving may answer it with 503 rather than a 4xx: the fix is the operator's.)"""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.contract import SCHEMAS, read_raw, reason_counts, validate, write_table
+from features.contract import EVENT_TYPES, SCHEMAS, read_raw, reason_counts, validate, write_table
 from features.errors import ContractError
 
 
@@ -47,13 +47,26 @@ def parse_mapping(text: str | None) -> dict[str, str]:
     return mapping
 
 
+def check_time_zone(tz: str) -> None:
+    """Refuse a time zone that pandas does not know.
+
+    Raises:
+        ContractError: ``tz`` names no time zone.
+    """
+    try:
+        pd.DatetimeIndex([pd.Timestamp(0)]).tz_localize(tz)
+    except (LookupError, ValueError, TypeError) as exc:  # zoneinfo's is a KeyError, pytz's too
+        raise ContractError(f"--tz: unknown time zone {tz!r}; use a name such as Europe/London") from exc
+
+
 def localize(values: pd.Series, tz: str) -> pd.Series:
     """Read timestamps given in zone ``tz`` (when they carry none) and return them as naive UTC.
 
     Strings that do not parse are returned as they were, for the contract to quarantine as unparsable.
     """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").dt.tz_localize(None)
+        naive: pd.Series = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return naive
     parsed = (
         values
         if pd.api.types.is_datetime64_any_dtype(values)
@@ -84,13 +97,44 @@ def _check_sources(mapping: dict[str, str], files: dict[str, pd.DataFrame]) -> N
         )
 
 
-def _apply_mapping(frame: pd.DataFrame, mapping: dict[str, str] | None) -> pd.DataFrame:
-    """Rename the source columns this file has to their contract names (one mapping serves every file)."""
-    return frame.rename(columns={src: dst for dst, src in (mapping or {}).items() if src in frame.columns})
+def _apply_mapping(frame: pd.DataFrame, mapping: dict[str, str] | None, path: str | Path) -> pd.DataFrame:
+    """Rename the source columns this file has to their contract names (one mapping serves every file).
+
+    Raises:
+        ContractError: A contract column would then appear twice (the file has it and --map names
+            another column for it).
+    """
+    renamed = frame.rename(columns={src: dst for dst, src in (mapping or {}).items() if src in frame.columns})
+    twice = sorted({str(c) for c in renamed.columns[renamed.columns.duplicated()]})
+    if twice:
+        raise ContractError(
+            f"{path}: column(s) {', '.join(twice)} would appear twice: the file has them and --map "
+            "names another column for them"
+        )
+    return renamed
+
+
+def _validate(
+    name: str,
+    path: str | Path,
+    frame: pd.DataFrame,
+    now: pd.Timestamp | None,
+    event_types: tuple[str, ...] | None = EVENT_TYPES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`validate` the rows read from ``path``, naming the file in the error.
+
+    Raises:
+        ContractError: A required column is missing.
+    """
+    try:
+        return validate(name, frame, now=now, event_types=event_types)
+    except ContractError as exc:
+        raise ContractError(f"{path}: {exc}") from exc
 
 
 def _side_table(
     name: str,
+    path: str | Path,
     raw: pd.DataFrame,
     mapping: dict[str, str] | None,
     tz: str,
@@ -98,12 +142,12 @@ def _side_table(
     report: IngestReport,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a users or items file: map its columns, read its timestamps in ``tz``, split good from bad."""
-    raw = _apply_mapping(raw, mapping)
+    raw = _apply_mapping(raw, mapping, path)
     report.rows_read[name] = len(raw)
     for col, kind in SCHEMAS[name].columns.items():
         if kind == "timestamp" and col in raw.columns:
             raw[col] = localize(raw[col], tz)
-    return validate(name, raw, now=now)
+    return _validate(name, path, raw, now)
 
 
 def users_from_events(events: pd.DataFrame, attributes: list[str] | None = None) -> pd.DataFrame:
@@ -165,7 +209,7 @@ PRESETS: dict[str, Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.DataFrame]]] 
 }
 
 
-def ingest(
+def ingest(  # noqa: PLR0913 - the CLI's entry point: each keyword is one of its options
     events_path: str | Path,
     out: str | Path,
     *,
@@ -195,25 +239,35 @@ def ingest(
         The report: rows read, written and quarantined per reason.
 
     Raises:
-        ContractError: The files cannot be mapped onto the contract at all.
+        ContractError: The files cannot be mapped onto the contract at all (a file that cannot be read,
+            a mapping or preset that does not fit it, an unknown preset or time zone), or ``out`` is a
+            file.
     """
     started = time.perf_counter()
     if preset is not None and preset not in PRESETS:
         raise ContractError(f"--preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    check_time_zone(tz)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ContractError(f"{out}: is a file; --out names the data folder to write")
     report = IngestReport(out=Path(out))
     raw_events = read_raw(events_path)
     report.rows_read["events"] = len(raw_events)
-    side_paths = {"users": users_path, "items": items_path}
-    side = {name: read_raw(path) for name, path in side_paths.items() if path is not None}
+    side_paths = {
+        name: path for name, path in (("users", users_path), ("items", items_path)) if path is not None
+    }
+    side = {name: read_raw(path) for name, path in side_paths.items()}
     items: pd.DataFrame | None = None
     if preset is not None:
-        events, items = PRESETS[preset](raw_events)
+        try:
+            events, items = PRESETS[preset](raw_events)
+        except ContractError as exc:
+            raise ContractError(f"{events_path}: {exc}") from exc
         event_types: tuple[str, ...] | None = ("purchase", "refund")
     else:
         _check_sources(
             mapping or {}, {str(events_path): raw_events, **{str(side_paths[n]): f for n, f in side.items()}}
         )
-        events = _apply_mapping(raw_events, mapping)
+        events = _apply_mapping(raw_events, mapping, events_path)
         if "event_type" not in events.columns:
             if event_type is None:
                 raise ContractError(
@@ -224,7 +278,7 @@ def ingest(
         if "ts" in events.columns:
             events["ts"] = localize(events["ts"], tz)
         event_types = None
-    good, quarantine = validate("events", events, now=now, event_types=event_types)
+    good, quarantine = _validate("events", events_path, events, now, event_types)
     if preset is not None:
         # keep the source's own columns beside the reason, so a person can read what was refused
         quarantine = pd.concat(
@@ -240,11 +294,15 @@ def ingest(
     tables["events"] = good.drop(columns=attrs)
 
     if "users" in side:
-        tables["users"], quarantines["users"] = _side_table("users", side["users"], mapping, tz, now, report)
+        tables["users"], quarantines["users"] = _side_table(
+            "users", side_paths["users"], side["users"], mapping, tz, now, report
+        )
     else:
         tables["users"] = users_from_events(good, attrs)
     if "items" in side:
-        tables["items"], quarantines["items"] = _side_table("items", side["items"], mapping, tz, now, report)
+        tables["items"], quarantines["items"] = _side_table(
+            "items", side_paths["items"], side["items"], mapping, tz, now, report
+        )
     elif items is not None:
         tables["items"], quarantines["items"] = validate("items", items, now=now)
 

@@ -19,6 +19,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from features.errors import DataError
 from features.sources import Sources, as_of_timestamp, open_sources, population
 
 DateLike = str | dt.date | pd.Timestamp
@@ -29,10 +30,14 @@ def _lit(ts: pd.Timestamp) -> ir.Scalar:
 
 
 def data_end(src: Sources) -> pd.Timestamp:
-    """The exclusive end of the data: the day after the day of the last event."""
+    """The exclusive end of the data: the day after the day of the last event.
+
+    Raises:
+        DataError: The events table has no rows.
+    """
     last = src.events.ts.cast("timestamp").max().execute()
     if last is None or pd.isna(last):
-        raise ValueError("the events table is empty")
+        raise DataError(f"{src.events_path}: the events table has no rows, so no label can be read")
     return pd.Timestamp(last).normalize() + pd.Timedelta(days=1)
 
 
@@ -41,11 +46,11 @@ def _window(
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     start = as_of_timestamp(as_of)
     if horizon < 1:
-        raise ValueError(f"horizon must be at least 1 day, got {horizon}")
+        raise DataError(f"horizon must be at least 1 day, got {horizon}")
     stop = start + pd.Timedelta(days=horizon)
     limit = as_of_timestamp(end) if end is not None else data_end(src)
     if stop > limit:
-        raise ValueError(
+        raise DataError(
             f"label window [{start:%Y-%m-%d}, {stop:%Y-%m-%d}) reaches past the data, "
             f"which ends before {limit:%Y-%m-%d}"
         )
@@ -63,7 +68,7 @@ def _users_with(src: Sources, start: pd.Timestamp, stop: pd.Timestamp, purchase:
 def _label(base: ir.Table, hits: ir.Table, name: str, negate: bool) -> pd.DataFrame:
     joined = base.left_join(hits, base.user_id == hits.hit_user)
     hit = joined.hit_user.notnull()
-    frame = joined.select("user_id", **{name: ~hit if negate else hit}).to_pandas()
+    frame: pd.DataFrame = joined.select("user_id", **{name: ~hit if negate else hit}).to_pandas()
     frame = frame.sort_values("user_id", ignore_index=True)
     frame["user_id"] = frame["user_id"].astype(str)
     frame[name] = frame[name].astype(bool)
@@ -90,7 +95,7 @@ def churn_labels(
         end: Exclusive end of the data (default: the day after the last event).
 
     Raises:
-        ValueError: The label window ends after the data.
+        DataError: The label window ends after the data (or the horizon is under a day).
     """
     src = open_sources(data_dir, con)
     start, stop = _window(src, as_of, horizon, end)
@@ -119,7 +124,7 @@ def conversion_labels(
         end: Exclusive end of the data (default: the day after the last event).
 
     Raises:
-        ValueError: The label window ends after the data.
+        DataError: The label window ends after the data (or the horizon is under a day).
     """
     src = open_sources(data_dir, con)
     start, stop = _window(src, as_of, horizon, end)
@@ -134,9 +139,12 @@ def backtest_dates(target: DateLike, horizon: int, step: int = 30, n: int = 4) -
     """As-of dates, oldest first, whose label windows end on or before ``target``.
 
     The latest is ``target - horizon``, then every ``step`` days back: ``n`` dates in all.
+
+    Raises:
+        DataError: ``step`` or ``n`` is under 1.
     """
     if step < 1 or n < 1:
-        raise ValueError("step and n must be at least 1")
+        raise DataError(f"step and n must be at least 1, got step {step} and n {n}")
     last = as_of_timestamp(target) - pd.Timedelta(days=horizon)
     return [last - pd.Timedelta(days=step * k) for k in range(n - 1, -1, -1)]
 
@@ -163,17 +171,20 @@ def training_set(
         n: Number of back-test dates.
         lookback: Churn population look-back (and the lifecycle ``churned`` threshold).
         con: Ibis backend (default: DuckDB).
+
+    Raises:
+        DataError: An unknown label, or a label window that ends after the data.
     """
     from features.job import build_features
 
+    if label not in ("churn", "conversion"):
+        raise DataError(f"unknown label {label!r}; use churn or conversion")
     frames = []
     for as_of in backtest_dates(target, horizon, step, n):
         feats = build_features(data_dir, as_of, con=con, lookback=lookback)
         if label == "churn":
             labels = churn_labels(data_dir, as_of, horizon, lookback, con=con)
-        elif label == "conversion":
-            labels = conversion_labels(data_dir, as_of, horizon, con=con)
         else:
-            raise ValueError(f"unknown label {label!r}; use churn or conversion")
+            labels = conversion_labels(data_dir, as_of, horizon, con=con)
         frames.append(feats.merge(labels, on="user_id", how="inner"))
     return pd.concat(frames, ignore_index=True)

@@ -10,8 +10,8 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.contract import table_path
-from features.errors import ContractError
+from features.contract import SCHEMAS, check_not_parquet, first_line, table_path
+from features.errors import ContractError, DataError
 from features.incremental import EventColumns, day_number
 
 
@@ -19,13 +19,18 @@ def as_of_timestamp(as_of: str | dt.date | pd.Timestamp) -> pd.Timestamp:
     """An as-of date as a naive UTC midnight timestamp.
 
     Raises:
-        ValueError: The value is not a date (a time of day other than midnight).
+        DataError: The value is not a date (not a time at all, or a time of day other than midnight).
     """
-    ts = pd.Timestamp(as_of)
+    try:
+        ts = pd.Timestamp(as_of)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"as-of {as_of!r} is not a date (YYYY-MM-DD)") from exc
+    if pd.isna(ts):
+        raise DataError(f"as-of {as_of!r} is not a date (YYYY-MM-DD)")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     if ts != ts.normalize():
-        raise ValueError(f"as-of {as_of!r} is not a date (UTC midnight)")
+        raise DataError(f"as-of {as_of!r} is not a date (UTC midnight)")
     return ts.as_unit("us")
 
 
@@ -46,17 +51,53 @@ def default_connection() -> ibis.BaseBackend:
 
 
 def read_table(con: ibis.BaseBackend, path: Path | list[Path]) -> ir.Table:
-    """Read Parquet or CSV file(s) as an Ibis table on ``con``."""
+    """Read Parquet or CSV file(s) as an Ibis table on ``con``.
+
+    Raises:
+        ContractError: A file is not of its kind (a Parquet file named ``.csv``, a ``.parquet`` file that
+            is not Parquet or is cut short), or of neither kind.
+    """
     paths = path if isinstance(path, list) else [path]
+    what = str(paths[0]) if len(paths) == 1 else f"{paths[0].parent} ({', '.join(p.name for p in paths)})"
     if all(p.suffix == ".parquet" for p in paths):
-        if len(paths) > 1 and con.name != "duckdb":  # Spark's reader takes one path (or pattern)
-            parts = [con.read_parquet(str(p)) for p in paths]  # type: ignore[attr-defined]
-            return parts[0].union(*parts[1:])
-        arg = [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
-        return con.read_parquet(arg)  # type: ignore[attr-defined]
+        try:
+            if len(paths) > 1 and con.name != "duckdb":  # Spark's reader takes one path (or pattern)
+                parts = [con.read_parquet(str(p)) for p in paths]
+                return parts[0].union(*parts[1:])
+            return con.read_parquet([str(p) for p in paths] if len(paths) > 1 else str(paths[0]))
+        except Exception as exc:  # each backend raises its own kinds (duckdb.IOException, Spark's ...)
+            raise ContractError(f"{what}: cannot be read as Parquet: {first_line(exc)}") from exc
     if len(paths) == 1 and paths[0].suffix == ".csv":
-        return con.read_csv(str(paths[0]))  # type: ignore[attr-defined]
-    raise ContractError(f"cannot read {paths}: use .parquet or .csv")
+        check_not_parquet(paths[0])
+        try:
+            return con.read_csv(str(paths[0]))
+        except Exception as exc:  # as above
+            raise ContractError(f"{what}: cannot be read as CSV: {first_line(exc)}") from exc
+    raise ContractError(f"cannot read {what}: use .parquet or .csv")
+
+
+def _check_columns(name: str, table: ir.Table, path: Path) -> None:
+    """The contract's required columns are there, and its time columns hold times.
+
+    Raises:
+        ContractError: A required column is missing, or a time column was read as text (a CSV file
+            with a value that is no time, or with no rows to tell its type by).
+    """
+    schema = SCHEMAS[name]
+    missing = [c for c in schema.required if c not in table.columns]
+    if missing:
+        raise ContractError(
+            f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(table.columns)}"
+        )
+    for col, kind in schema.columns.items():
+        if kind != "timestamp" or col not in table.columns:
+            continue
+        dtype = table[col].type()
+        if not (dtype.is_timestamp() or dtype.is_date()):
+            raise ContractError(
+                f"{path}: column {col} is read as {dtype}, not as times (a value that is no time, or no "
+                "rows at all); run `userops ingest` to quarantine bad rows"
+            )
 
 
 @dataclass
@@ -92,15 +133,21 @@ def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> S
     """Open a data folder's tables on ``con`` (default: a new DuckDB connection).
 
     Raises:
-        ContractError: The folder has no events table.
+        ContractError: The folder has no events table, or a table cannot be read or lacks a required
+            column.
     """
     con = con if con is not None else default_connection()
     events_path = table_path(data_dir, "events")
     if events_path is None:
         raise ContractError(f"{data_dir}: no events.parquet or events.csv")
     events = read_table(con, events_path)
+    _check_columns("events", events, events_path)
     paths = {name: table_path(data_dir, name) for name in ("users", "items", "offers", "exposures")}
-    opened = {name: read_table(con, path) if path is not None else None for name, path in paths.items()}
+    opened: dict[str, ir.Table | None] = dict.fromkeys(paths)
+    for name, path in paths.items():
+        if path is not None:
+            opened[name] = table = read_table(con, path)
+            _check_columns(name, table, path)
     return Sources(
         con,
         events,

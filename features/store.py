@@ -12,7 +12,8 @@ import json
 import sqlite3
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import pandas_dtype
+
+from features.errors import StoreError
 
 
 def _dtypes(frame: pd.DataFrame) -> dict[str, str]:
@@ -133,6 +136,17 @@ class SQLiteStore(OnlineStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
+    @contextmanager
+    def _readable(self) -> Iterator[None]:
+        """Say in one line that the file is no online store (SQLite's error names no file)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path}: cannot be read as the online store ({exc}); remove it and run "
+                "`userops features` again"
+            ) from exc
+
     def write(self, snapshot: pd.DataFrame) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -170,7 +184,7 @@ class SQLiteStore(OnlineStore):
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no online features yet; run `userops features`")
         ids = [str(u) for u in user_ids]
-        with sqlite3.connect(self.path) as db:
+        with self._readable(), sqlite3.connect(self.path) as db:
             dtypes = json.loads(self._meta(db)["dtypes"])
             parts = [
                 pd.read_sql(
@@ -189,7 +203,7 @@ class SQLiteStore(OnlineStore):
     def as_of(self) -> pd.Timestamp | None:
         if not self.path.exists():
             return None
-        with sqlite3.connect(self.path) as db:
+        with self._readable(), sqlite3.connect(self.path) as db:
             value = self._meta(db).get("as_of", "")
         db.close()
         return pd.Timestamp(value) if value else None
@@ -221,16 +235,40 @@ class RedisStore(OnlineStore):
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "userops:features:") -> RedisStore:
-        """A store on the Redis server at ``url`` (``redis://host:port/db``)."""
+        """A store on the Redis server at ``url`` (``redis://host:port/db``).
+
+        Raises:
+            StoreError: ``url`` is not a Redis URL.
+        """
         import redis
 
-        return cls(redis.Redis.from_url(url), prefix)
+        try:
+            client = redis.Redis.from_url(url)
+        except ValueError as exc:  # the URL is not repeated: it may hold a password
+            raise StoreError(f"the online store's Redis URL: {exc}") from exc
+        return cls(client, prefix)
+
+    @contextmanager
+    def _answered(self) -> Iterator[None]:
+        """Say in one line that the server does not answer (a write cut short leaves the served
+        snapshot as it was; see the class)."""
+        import redis
+
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreError(f"the Redis server does not answer (keys {self.prefix}*): {exc}") from exc
 
     def _snapshot_key(self, generation: str) -> str:
         return f"{self.prefix}snapshot:{generation}"
 
     def write(self, snapshot: pd.DataFrame) -> int:
         ids, docs = json_documents(snapshot)
+        with self._answered():
+            self._write(snapshot, ids, docs)
+        return len(snapshot)
+
+    def _write(self, snapshot: pd.DataFrame, ids: list[str], docs: list[str]) -> None:
         generation = uuid.uuid4().hex
         key = self._snapshot_key(generation)
         unfinished = max(3600, self.grace)  # a half-written snapshot goes by itself
@@ -250,22 +288,25 @@ class RedisStore(OnlineStore):
         pipe.execute()
         if old and old.get("generation"):
             self.client.expire(self._snapshot_key(old["generation"]), self.grace)
-        return len(snapshot)
 
     def _meta(self) -> dict[str, Any] | None:
         raw = self.client.get(f"{self.prefix}meta")
         return json.loads(raw) if raw else None
 
     def get(self, user_ids: Sequence[str]) -> pd.DataFrame:
-        meta = self._meta()
-        if meta is None or "generation" not in meta:
-            raise FileNotFoundError(f"redis {self.prefix}: no online features yet; run `userops features`")
-        ids = [str(u) for u in user_ids]
-        docs = self.client.hmget(self._snapshot_key(meta["generation"]), ids) if ids else []
+        with self._answered():
+            meta = self._meta()
+            if meta is None or "generation" not in meta:
+                raise FileNotFoundError(
+                    f"redis {self.prefix}: no online features yet; run `userops features`"
+                )
+            ids = [str(u) for u in user_ids]
+            docs = self.client.hmget(self._snapshot_key(meta["generation"]), ids) if ids else []
         return _from_documents([d for d in docs if d is not None], meta["dtypes"])
 
     def as_of(self) -> pd.Timestamp | None:
-        meta = self._meta()
+        with self._answered():
+            meta = self._meta()
         return pd.Timestamp(meta["as_of"]) if meta and meta.get("as_of") else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from features.contract import write_table
+from features.errors import DataError
 from features.labels import backtest_dates, churn_labels, conversion_labels, training_set
 from tests.features.test_definitions import AS_OF, random_world
 
@@ -46,9 +48,9 @@ def test_no_label_window_reaches_past_its_data(tmp_path: Path) -> None:
     tables = random_world(tmp_path, 13)
     end = tables["events"]["ts"].max().normalize() + pd.Timedelta(days=1)
     churn_labels(tmp_path, end - pd.Timedelta(days=30), 30)  # ends exactly with the data: fine
-    with pytest.raises(ValueError, match="past the data"):
+    with pytest.raises(DataError, match="past the data"):
         churn_labels(tmp_path, end - pd.Timedelta(days=29), 30)
-    with pytest.raises(ValueError, match="past the data"):
+    with pytest.raises(DataError, match="past the data"):
         conversion_labels(tmp_path, AS_OF, 30, end=AS_OF + pd.Timedelta(days=10))
 
 
@@ -72,7 +74,7 @@ def test_backtest_dates_end_by_the_target() -> None:
     assert dates == sorted(dates) and len(dates) == 4
     assert all(d + pd.Timedelta(days=90) <= pd.Timestamp("2025-12-01") for d in dates)
     assert dates[-1] + pd.Timedelta(days=90) == pd.Timestamp("2025-12-01")
-    assert all((b - a).days == 30 for a, b in zip(dates, dates[1:], strict=False))
+    assert all((b - a).days == 30 for a, b in itertools.pairwise(dates))
 
 
 def test_training_set_stacks_dates_with_features_and_labels(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.errors import StoreError
 from features.job import build_features
 from features.store import OnlineStore, RedisStore, SQLiteStore, json_documents
 from tests.features.test_definitions import AS_OF, random_world
@@ -25,7 +26,7 @@ def _check(store: OnlineStore, snapshot: pd.DataFrame) -> None:
     assert store.as_of() is None or store.as_of() != AS_OF
     assert store.write(snapshot) == len(snapshot)
     assert store.as_of() == AS_OF
-    wanted = list(snapshot["user_id"].iloc[[7, 2, 30]]) + ["nobody"]
+    wanted = [*snapshot["user_id"].iloc[[7, 2, 30]], "nobody"]
     got = store.get(wanted)
     expected = snapshot.set_index("user_id").loc[wanted[:3]].reset_index()
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
@@ -116,7 +117,7 @@ def test_redis_store_round_trip(redis_url: str, snapshot: pd.DataFrame) -> None:
     # a write that fails part-way (the connection lost at its third batch) leaves the served snapshot
     # whole; its half-written hash expires
     failing = RedisStore(_LostAtThirdBatch(client), prefix="test:features:", batch=7)
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(StoreError, match=r"does not answer .*: connection lost"):
         failing.write(fewer.assign(as_of=fewer["as_of"] + pd.Timedelta(days=1)))
     assert store.as_of() == AS_OF + pd.Timedelta(days=2)
     pd.testing.assert_frame_equal(store.get(list(fewer["user_id"])), fewer.reset_index(drop=True))
