@@ -12,6 +12,7 @@ Counts and sums with nothing to count are 0; ratios, gaps and recencies with not
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import ibis
 import ibis.expr.types as ir
@@ -31,9 +32,12 @@ DOCS: dict[str, str] = {}
 _REDUCTIONS: dict[str, Reduction] = {}
 _DERIVED: dict[str, Derived] = {}
 _HELPERS: set[str] = set()
+_Feature = TypeVar("_Feature", Reduction, Derived)
 
 
-def _register(table: dict, fn: Callable, name: str | None = None, doc: str | None = None) -> Callable:
+def _register(
+    table: dict[str, _Feature], fn: _Feature, name: str | None = None, doc: str | None = None
+) -> _Feature:
     name = name or fn.__name__
     table[name] = fn
     text = (doc or fn.__doc__ or "").strip().splitlines()
@@ -83,7 +87,11 @@ def days_since_last_purchase(t: ir.Table, day: int) -> ir.Value:
 
 def _column_feature(name: str, column: str, doc: str = "") -> None:
     """Register a feature that is one running-total column as it stands."""
-    _register(_REDUCTIONS, lambda t, day, column=column: t[column], name, doc or name)
+
+    def fn(t: ir.Table, day: int) -> ir.Value:
+        return t[column]
+
+    _register(_REDUCTIONS, fn, name, doc or name)
 
 
 for _name, _column, _doc in [

@@ -13,6 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import ibis
@@ -76,34 +77,47 @@ def _coded(frame: ir.Table, codes: ir.Table) -> ir.Table:
     return joined.select(joined.uid.name("user_id"), *[c for c in frame.columns if c != "user_id"])
 
 
+@dataclass(frozen=True)
+class KeptTables:
+    """Tables a snapshot reads from the kept aggregate instead of computing them from the events (each
+    None: computed from the events).
+
+    Args:
+        daily: A kept daily activity table covering every day before the as-of date.
+        rows: Kept item rows covering the distinct-count window.
+        codes: ``code_user -> uid`` when ``daily`` and ``rows`` are keyed by integer user codes.
+        totals: ``incremental.totals(daily, as_of)`` when already at hand (e.g. rolled on from kept
+            ones); then only the daily rows with a purchase are read, and ``daily`` may hold just those.
+        seen: ``incremental.last_seen`` of the item rows as of the as-of date (items, and categories or
+            None) when already at hand (e.g. rolled on from kept ones).
+    """
+
+    daily: ir.Table | None = None
+    rows: ir.Table | None = None
+    codes: ir.Table | None = None
+    totals: ir.Table | None = None
+    seen: tuple[ir.Table, ir.Table | None] | None = None
+
+
 def feature_table(
     src: Sources,
     as_of: pd.Timestamp,
+    kept: KeptTables | None = None,
     *,
-    daily: ir.Table | None = None,
-    rows: ir.Table | None = None,
-    codes: ir.Table | None = None,
     lookback: int = 90,
     dormant_after: int = 45,
-    totals: ir.Table | None = None,
-    seen: tuple[ir.Table, ir.Table | None] | None = None,
 ) -> ir.Table:
     """The snapshot as an Ibis expression (nothing is executed except reading the offer ids).
 
     Args:
         src: The data folder's tables.
         as_of: As-of date (UTC midnight).
-        daily: A kept daily activity table covering every day before ``as_of`` (default: aggregate
-            the events now).
-        rows: Kept item rows covering the distinct-count window (default: from the events).
-        codes: ``code_user -> uid`` when ``daily`` and ``rows`` are keyed by integer user codes.
+        kept: Tables read from the kept aggregate (default: everything from the events).
         lookback: Days without activity after which a user is ``churned``.
         dormant_after: Days without activity after which a user is ``dormant``.
-        totals: ``incremental.totals(daily, as_of)`` when already at hand (e.g. rolled on from kept
-            ones); then only the daily rows with a purchase are read, and ``daily`` may hold just those.
-        seen: ``incremental.last_seen`` of the item rows as of ``as_of`` (items, and categories or None)
-            when already at hand (e.g. rolled on from kept ones).
     """
+    kept = kept if kept is not None else KeptTables()
+    daily, rows, codes, totals, seen = kept.daily, kept.rows, kept.codes, kept.totals, kept.seen
     as_of_lit, day = _lit(as_of), day_of(as_of)
     if daily is None:
         daily = inc.daily_activity(inc.events_between(src.events, None, as_of_lit), src.has)
@@ -187,30 +201,35 @@ def build_features(
 
     Returns:
         The snapshot, sorted by ``user_id``.
+
+    Raises:
+        ContractError: The data folder has no events table, or a table cannot be read or lacks a
+            required column.
+        DataError: ``as_of`` is not a date.
     """
     src = open_sources(data_dir, con)
     ts = as_of_timestamp(as_of)
-    daily = rows = codes = totals = seen = None
+    kept = None
     if daily_dir is not None:
         store = DailyStore(daily_dir)
         state = store.state()
         codes_until = state.codes_until if state is not None and state.version == VERSION else None
         if state is not None and codes_until is not None and as_of_timestamp(codes_until) >= ts:
-            daily, rows, codes = _kept(store, state, src, ts)
-            totals = _totals(store, state, src, daily, ts, keep=False)
-            seen = _seen(store, state, src, rows, ts, keep=False)
-    expr = feature_table(
-        src,
-        ts,
-        daily=daily,
-        rows=rows,
-        codes=codes,
-        lookback=lookback,
-        dormant_after=dormant_after,
-        totals=totals,
-        seen=seen,
-    )
-    return snapshot_table(expr).to_pandas()
+            kept = _kept_tables(store, state, src, ts, keep=False)
+    expr = feature_table(src, ts, kept, lookback=lookback, dormant_after=dormant_after)
+    frame: pd.DataFrame = snapshot_table(expr).to_pandas()
+    return frame
+
+
+def _kept_tables(
+    store: DailyStore, state: DailyState, src: Sources, as_of: pd.Timestamp, *, keep: bool
+) -> KeptTables:
+    """Every table a snapshot as of ``as_of`` reads from the kept aggregate; with ``keep``, the running
+    totals and last-seen tables are kept too (see :func:`_on_to`)."""
+    daily, rows, codes = _kept(store, state, src, as_of)
+    totals = _totals(store, state, src, daily, as_of, keep=keep)
+    seen = _seen(store, state, src, rows, as_of, keep=keep)
+    return KeptTables(daily=daily, rows=rows, codes=codes, totals=totals, seen=seen)
 
 
 def _kept(
@@ -365,7 +384,21 @@ def snapshot_path(out_dir: str | Path, as_of: pd.Timestamp) -> Path:
     return Path(out_dir) / f"as_of={as_of.strftime('%Y-%m-%d')}.parquet"
 
 
-def run_job(
+@dataclass(frozen=True)
+class JobOptions:
+    """How :func:`run_job` writes its snapshots: its keyword options, gathered once and passed down whole
+    (see :func:`run_job` for each)."""
+
+    online: OnlineStore | None = None
+    write_online: bool = True
+    full: bool = False
+    lookback: int = 90
+    dormant_after: int = 45
+    on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None = None
+    on_rebuild: Callable[[str], None] | None = None
+
+
+def run_job(  # noqa: PLR0913 - the entry point of the CLI and of training: each keyword is an option
     data_dir: str | Path,
     as_of_dates: Iterable[str | dt.date | pd.Timestamp],
     out_dir: str | Path | None = None,
@@ -402,42 +435,31 @@ def run_job(
 
     Raises:
         JobBusyError: Another job is writing ``out_dir``.
+        ContractError: The data folder has no events table, or a table cannot be read or lacks a
+            required column; or ``out_dir`` cannot be made.
+        DataError: An as-of date is not a date.
     """
     dates = sorted({as_of_timestamp(d) for d in as_of_dates})
     if not dates:
         raise ValueError("no as-of date given")
     out = Path(out_dir) if out_dir is not None else Path(data_dir) / "features"
     src = open_sources(data_dir, con)  # a folder without events is refused before anything is made
+    options = JobOptions(
+        online=online,
+        write_online=write_online,
+        full=full,
+        lookback=lookback,
+        dormant_after=dormant_after,
+        on_done=on_done,
+        on_rebuild=on_rebuild,
+    )
     with locked(out):
-        return _run_locked(
-            data_dir,
-            src,
-            dates,
-            out,
-            online=online,
-            write_online=write_online,
-            full=full,
-            lookback=lookback,
-            dormant_after=dormant_after,
-            on_done=on_done,
-            on_rebuild=on_rebuild,
-        )
+        return _run_locked(data_dir, src, dates, out, options)
 
 
 @_unfused()
 def _run_locked(
-    data_dir: str | Path,
-    src: Sources,
-    dates: list[pd.Timestamp],
-    out: Path,
-    *,
-    online: OnlineStore | None,
-    write_online: bool,
-    full: bool,
-    lookback: int,
-    dormant_after: int,
-    on_done: Callable[[pd.Timestamp, pd.DataFrame, float], None] | None,
-    on_rebuild: Callable[[str], None] | None,
+    data_dir: str | Path, src: Sources, dates: list[pd.Timestamp], out: Path, options: JobOptions
 ) -> list[Path]:
     store = DailyStore(out / "daily")
     started = time.perf_counter()
@@ -445,34 +467,23 @@ def _run_locked(
     # are aggregated on the fly, so a run ahead of the data never freezes an incomplete day.
     last = _last_event_day(src)
     keep = min(dates[-1], last) if last is not None else dates[0]
-    state = store.update(src, keep, codes_until=dates[-1], full=full)
-    if store.rebuilt and on_rebuild is not None:
-        on_rebuild(store.rebuilt)
+    state = store.update(src, keep, codes_until=dates[-1], full=options.full)
+    if store.rebuilt and options.on_rebuild is not None:
+        options.on_rebuild(store.rebuilt)
+    on_done = options.on_done
     paths: list[Path] = []
     latest: pa.Table | pd.DataFrame | None = None
     for as_of in dates:
-        daily, rows, codes = _kept(store, state, src, as_of)
-        totals = _totals(store, state, src, daily, as_of, keep=True)
-        seen = _seen(store, state, src, rows, as_of, keep=True)
-        expr = feature_table(
-            src,
-            as_of,
-            daily=daily,
-            rows=rows,
-            codes=codes,
-            lookback=lookback,
-            dormant_after=dormant_after,
-            totals=totals,
-            seen=seen,
-        )
+        kept = _kept_tables(store, state, src, as_of, keep=True)
+        expr = feature_table(src, as_of, kept, lookback=options.lookback, dormant_after=options.dormant_after)
         table = snapshot_table(expr)
         paths.append(write_arrow(table, snapshot_path(out, as_of)))
         latest = table.to_pandas() if on_done is not None else table  # to pandas once, when needed
         if on_done is not None:
             on_done(as_of, latest, time.perf_counter() - started)
         started = time.perf_counter()
-    if write_online and latest is not None:
-        online = online if online is not None else default_store(data_dir)
+    if options.write_online and latest is not None:
+        online = options.online if options.online is not None else default_store(data_dir)
         held = online.as_of()
         if held is None or held <= dates[-1]:
             online.write(latest if isinstance(latest, pd.DataFrame) else latest.to_pandas())

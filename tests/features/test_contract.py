@@ -79,13 +79,13 @@ def test_unknown_event_types_pass_when_no_vocabulary_is_given() -> None:
 
 
 def test_a_missing_required_column_is_a_clear_error() -> None:
-    with pytest.raises(ContractError, match="missing required column.*event_type"):
+    with pytest.raises(ContractError, match=r"missing required column.*event_type"):
         validate("events", _events().drop(columns="event_type"))
 
 
 def test_load_table_refuses_a_folder_with_bad_rows_and_says_how_many(tmp_path) -> None:
     _events(user_id=["a", None, None]).to_csv(tmp_path / "events.csv", index=False)
-    with pytest.raises(ContractError, match="2 row.*missing user_id.*first at row 1"):
+    with pytest.raises(ContractError, match=r"2 row.*missing user_id.*first at row 1"):
         load_table(tmp_path, "events")
     assert load_table(tmp_path, "users") is None
     with pytest.raises(ContractError, match="no users"):
@@ -110,5 +110,5 @@ def test_checked_files_are_trusted_and_anything_else_is_checked_row_by_row(tmp_p
     bad = good.astype({"user_id": object})
     bad.loc[0, "user_id"] = None
     bad.to_parquet(tmp_path / "events.parquet", index=False)
-    with pytest.raises(ContractError, match="1 row.*missing user_id"):
+    with pytest.raises(ContractError, match=r"1 row.*missing user_id"):
         load_table(tmp_path, "events")

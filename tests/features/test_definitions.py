@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from pathlib import Path
@@ -129,7 +130,7 @@ def brute_force(t: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
         refunds = sum(1 for e in ev if e.event_type == "refund")
         f["refund_ratio"] = refunds / len(buys) if buys else None
         days = sorted({_day(e.ts) for e in buys})
-        gaps = [b - a for a, b in zip(days, days[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(days)]
         f["purchase_gap_mean_days"] = statistics.mean(gaps) if gaps else None
         f["purchase_gap_std_days"] = statistics.stdev(gaps) if len(gaps) >= 2 else None
         f["purchase_overdue_ratio"] = (

@@ -86,7 +86,7 @@ def test_mapping_errors_name_what_is_wrong(tmp_path: Path) -> None:
     pd.DataFrame({"a": [1]}).to_csv(tmp_path / "in.csv", index=False)
     with pytest.raises(ContractError, match="not of the form"):
         parse_mapping("user_id")
-    with pytest.raises(ContractError, match="names column.*nope.*that the file does not have"):
+    with pytest.raises(ContractError, match=r"names column.*nope.*that the file does not have"):
         ingest(tmp_path / "in.csv", tmp_path / "out", mapping={"user_id": "nope"})
     with pytest.raises(ContractError, match="unknown preset"):
         ingest(tmp_path / "in.csv", tmp_path / "out", preset="shopify")
