@@ -76,12 +76,19 @@ def read_table(con: ibis.BaseBackend, path: Path | list[Path]) -> ir.Table:
     raise ContractError(f"cannot read {what}: use .parquet or .csv")
 
 
+CASTS: dict[str, str] = {"timestamp": "timestamp", "float": "float64"}
+"""Contract kinds whose columns the feature queries cast, and the type they cast them to."""
+
+
 def _check_columns(name: str, table: ir.Table, path: Path) -> None:
-    """The contract's required columns are there, and its time columns hold times.
+    """The contract's required columns are there, and the columns the queries cast hold values that cast.
+
+    A column of text where the contract has times or numbers (a CSV file whose reader could not type it)
+    is scanned once for values that do not cast; typed columns are not read at all.
 
     Raises:
-        ContractError: A required column is missing, or a time column was read as text (a CSV file
-            with a value that is no time, or with no rows to tell its type by).
+        ContractError: A required column is missing, or a time or number column holds a value that is
+            not one (the events' ``ts`` must be typed as times: it is compared as it is).
     """
     schema = SCHEMAS[name]
     missing = [c for c in schema.required if c not in table.columns]
@@ -90,13 +97,29 @@ def _check_columns(name: str, table: ir.Table, path: Path) -> None:
             f"{path}: missing required column(s) {', '.join(missing)}; found {', '.join(table.columns)}"
         )
     for col, kind in schema.columns.items():
-        if kind != "timestamp" or col not in table.columns:
+        if kind not in CASTS or col not in table.columns:
             continue
         dtype = table[col].type()
-        if not (dtype.is_timestamp() or dtype.is_date()):
+        if dtype.is_null() or (
+            dtype.is_timestamp() or dtype.is_date()
+            if kind == "timestamp"
+            else dtype.is_numeric() or dtype.is_boolean()
+        ):
+            continue
+        what = "times" if kind == "timestamp" else "numbers"
+        hint = "run `userops ingest` to quarantine bad rows"
+        if name == "events" and col == "ts":  # filtered as it is, so Parquet can skip row groups
             raise ContractError(
-                f"{path}: column {col} is read as {dtype}, not as times (a value that is no time, or no "
-                "rows at all); run `userops ingest` to quarantine bad rows"
+                f"{path}: column ts is read as {dtype}, not as {what} (a value that is no time, or no rows "
+                f"at all); {hint}"
+            )
+        values = table[col]
+        bad = table.filter(values.notnull() & values.try_cast(CASTS[kind]).isnull())
+        count = int(bad.count().execute())
+        if count:
+            first = bad.select(col).limit(1).execute()[col].iloc[0]
+            raise ContractError(
+                f"{path}: column {col} holds {count} value(s) that are not {what} (one is {first!r}); {hint}"
             )
 
 

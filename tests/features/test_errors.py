@@ -108,6 +108,33 @@ def test_a_time_column_that_holds_text_is_named(tmp_path: Path, world: dict[str,
     _raises(ContractError, "1 row.*unparsable ts", lambda: load_table(data, "events"))
 
 
+@pytest.mark.parametrize(
+    ("table", "column", "value", "what"),
+    [("events", "amount", "twelve", "numbers"), ("users", "signup_ts", "someday", "times")],
+)
+def test_a_value_that_does_not_cast_is_named(
+    tmp_path: Path, world: dict[str, pd.DataFrame], table: str, column: str, value: str, what: str
+) -> None:
+    data = _folder(tmp_path, world, **{table: None})
+    frame = world[table].astype({column: object})
+    frame.loc[2, column] = value
+    frame.to_csv(data / f"{table}.csv", index=False)
+    text = _raises(
+        ContractError,
+        f"column {column} holds 1 value.* not {what} .one is '{value}'",
+        lambda: build_features(data, AS_OF),
+    )
+    assert f"{table}.csv" in text
+    # an empty column is no error: it was typed as text for want of values (a users file with no
+    # rows too; an events file with none cannot be read, see above)
+    frame[column] = None
+    frame.to_csv(data / f"{table}.csv", index=False)
+    build_features(data, AS_OF)
+    if table == "users":
+        frame.iloc[:0].to_csv(data / f"{table}.csv", index=False)
+        assert build_features(data, AS_OF).empty
+
+
 def test_a_folder_without_events_is_named(tmp_path: Path) -> None:
     _raises(ContractError, "no events.parquet or events.csv", lambda: build_features(tmp_path, AS_OF))
 
