@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from experiments.errors import StoreError
+from experiments.errors import DatabaseError, StoreError
 
 PREFIX_PATTERN = re.compile(r"^[a-z0-9_]{0,40}$")
 BACKENDS = ("sqlite", "postgresql")
@@ -55,7 +55,7 @@ def database_errors(url: str | URL) -> Iterator[None]:
         yield
     except SQLAlchemyError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise StoreError(f"database {shown_url(url)}: {first}") from error
+        raise DatabaseError(f"database {shown_url(url)}: {first}") from error
 
 
 def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:

@@ -21,3 +21,11 @@ class StoreError(ExperimentsError):
 
 class DataError(ExperimentsError):
     """Exposures or events cannot be analysed as asked: missing columns, unknown metric, no units."""
+
+
+class UnknownExperimentError(StoreError):
+    """No experiment with this key is in the store."""
+
+
+class DatabaseError(StoreError):
+    """The database refused the statement or could not be reached."""

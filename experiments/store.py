@@ -33,7 +33,7 @@ from sqlalchemy import (
 from experiments.assignment import Holdout, allocate_slice, check_salt, to_buckets
 from experiments.db import check_prefix, database_errors, guarded, make_engine, upsert
 from experiments.definitions import DRAFT, RUNNING, STATUSES, STOPPED, Experiment
-from experiments.errors import StoreError
+from experiments.errors import StoreError, UnknownExperimentError
 from experiments.schema import from_row, store_tables, to_row
 
 GUARDED = ("variants", "weights", "salt")
@@ -369,7 +369,7 @@ class ExperimentStore:
             query = query.with_for_update()
         row = conn.execute(query).mappings().first()
         if row is None:
-            raise StoreError(f"no experiment {key!r} in the store")
+            raise UnknownExperimentError(f"no experiment {key!r} in the store")
         return from_row(row)
 
     def _exists(self, conn: Connection, key: str) -> bool:

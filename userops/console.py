@@ -14,6 +14,7 @@ from rich.table import Table
 
 from experiments.errors import ExperimentsError
 from features.errors import FeaturesError
+from serving.errors import ServingError
 from serving.settings import SettingsError
 from training.errors import TrainingError
 
@@ -28,6 +29,7 @@ class UsageError(Exception):
 EXPECTED: tuple[type[Exception], ...] = (
     UsageError,
     SettingsError,
+    ServingError,
     FeaturesError,
     TrainingError,
     ExperimentsError,

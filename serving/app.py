@@ -1,0 +1,112 @@
+"""The HTTP API: ``create_app(settings)`` builds one worker's application.
+
+Routers are thin (``serving/routes/``); what they need comes from :mod:`serving.deps`. Every named error
+of our packages becomes a 4xx (or a 503 when a store or model is missing) with a one-line ``detail``;
+anything else is a bug: a 500 that says only that, with the traceback in the log, never in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from serving import metrics
+from serving.errors import status_of
+from serving.settings import Settings
+
+log = logging.getLogger("userops.serving")
+
+MAX_BODY = 1_000_000
+"""Request bodies above this many bytes are refused with 413."""
+
+
+def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
+    """One worker's application over the data folder ``data`` (default ``settings.data``).
+
+    Nothing is read until the application starts (its lifespan): then the stores are opened and the
+    champion models loaded.
+    """
+    from serving.routes import ROUTERS
+
+    folder = settings.data_dir(data)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from experiments.exposures import ExposureLog
+        from experiments.store import ExperimentStore
+        from serving.auth import KeyStore
+        from serving.models import ModelHolder
+
+        url = settings.experiments_url_for(folder)
+        app.state.settings = settings
+        app.state.data = folder
+        app.state.experiments = ExperimentStore(url)
+        app.state.exposures = ExposureLog(url)
+        app.state.keys = KeyStore(url)
+        app.state.models = ModelHolder(settings, folder)
+        yield
+
+    app = FastAPI(
+        title="userops",
+        version="0.1.0",
+        summary="Churn risk, recommendations, experiment assignments and win-back lists over HTTP.",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def measure_and_guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            response: Response = JSONResponse(
+                {"detail": f"the request body is over {MAX_BODY:,} bytes"}, status_code=413
+            )
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.observe(request.method, path, response.status_code, time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(Exception)
+    async def named_errors(request: Request, error: Exception) -> JSONResponse:
+        status = status_of(error)
+        if status is None:
+            log.exception("bug while answering %s %s", request.method, request.url.path)
+            return JSONResponse(
+                {"detail": "internal error: the service failed; it is logged"}, status_code=500
+            )
+        return JSONResponse({"detail": str(error).strip().splitlines()[0]}, status_code=status)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up.")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Models and stores are loaded.")
+    def readyz(request: Request) -> JSONResponse:
+        loaded = request.app.state.models.get()
+        body = {"ready": loaded.ready, "problems": list(loaded.problems)}
+        return JSONResponse(body, status_code=200 if loaded.ready else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus text: requests, latency, model versions.")
+    def prometheus(request: Request) -> PlainTextResponse:
+        loaded = request.app.state.models.get()
+        versions = {"recommender": loaded.recommender_info.version}
+        return PlainTextResponse(metrics.render(versions), media_type="text/plain; version=0.0.4")
+
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The application for a worker started by uvicorn: settings read from ``USEROPS_*`` in its process."""
+    return create_app(Settings())

@@ -1,0 +1,104 @@
+"""What routes need, as ``Annotated[..., Depends(...)]`` aliases: tests swap the functions here.
+
+Everything is made once per worker in :func:`serving.app.create_app` and kept on ``app.state``; these
+functions only hand it out (and check the caller's key and role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from experiments.exposures import ExposureLog
+from experiments.store import ExperimentStore
+from serving.auth import KeyStore, Principal, Role
+from serving.models import Loaded, ModelHolder
+from serving.settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="An API key made with `userops keys create`.")
+
+
+def get_settings(request: Request) -> Settings:
+    """The worker's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_holder(request: Request) -> ModelHolder:
+    """The worker's model holder (for reload)."""
+    holder: ModelHolder = request.app.state.models
+    return holder
+
+
+def get_models(request: Request) -> Loaded:
+    """The models and stores to answer this request with (one consistent set for the whole request)."""
+    return get_holder(request).get()
+
+
+def get_experiment_store(request: Request) -> ExperimentStore:
+    """The experiment store (definitions and lifecycle)."""
+    store: ExperimentStore = request.app.state.experiments
+    return store
+
+
+def get_exposure_log(request: Request) -> ExposureLog:
+    """The durable exposure log."""
+    log: ExposureLog = request.app.state.exposures
+    return log
+
+
+def get_keys(request: Request) -> KeyStore:
+    """The API keys."""
+    keys: KeyStore = request.app.state.keys
+    return keys
+
+
+def get_caller(
+    keys: Annotated[KeyStore, Depends(get_keys)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """Who is calling, from ``Authorization: Bearer KEY``.
+
+    Raises:
+        HTTPException: 401 without a key, or with one that is unknown or revoked.
+    """
+    if credentials is None or not credentials.credentials:
+        raise HTTPException(
+            401, "an API key is required: Authorization: Bearer KEY", {"WWW-Authenticate": "Bearer"}
+        )
+    principal = keys.verify(credentials.credentials)
+    if principal is None:
+        raise HTTPException(401, "the API key is unknown or revoked", {"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def allow(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets through callers with one of ``roles`` (``admin`` always).
+
+    Raises:
+        HTTPException: 403 for any other role.
+    """
+
+    def check(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+        if caller.role != "admin" and caller.role not in roles:
+            wanted = " or ".join(("admin", *roles))
+            raise HTTPException(
+                403, f"this endpoint needs the role {wanted}; the key's role is {caller.role}"
+            )
+        return caller
+
+    return check
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ModelsDep = Annotated[Loaded, Depends(get_models)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+ExperimentStoreDep = Annotated[ExperimentStore, Depends(get_experiment_store)]
+ExposureLogDep = Annotated[ExposureLog, Depends(get_exposure_log)]
+AppCaller = Annotated[Principal, Depends(allow("app"))]
+OperatorCaller = Annotated[Principal, Depends(allow("operator"))]
+AnalystCaller = Annotated[Principal, Depends(allow("analyst"))]
+AdminCaller = Annotated[Principal, Depends(allow())]

@@ -1,0 +1,84 @@
+"""``GET /v1/users/{user_id}/recommendations`` and ``GET /v1/items/{item_id}/similar``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from serving.deps import AppCaller, ModelsDep
+from serving.errors import NotReadyError
+from serving.models import Loaded
+from serving.params import ID_PATTERN, ItemIdPath, KQuery, UserIdPath
+
+if TYPE_CHECKING:
+    from training.recommenders.service import Recommender
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+
+class ScoredItem(BaseModel):
+    item_id: str = Field(examples=["i0007"])
+    score: float = Field(examples=[0.42])
+
+
+class ModelRef(BaseModel):
+    """The registered model that answered."""
+
+    name: str = Field(examples=["recommender"])
+    version: str | None = Field(examples=["3"])
+    alias: str = Field(examples=["champion"])
+
+
+class UserRecommendations(BaseModel):
+    user_id: str = Field(examples=["u000042"])
+    items: list[ScoredItem]
+    source: str = Field(description="`model`, or `fallback` (popularity) for a user the model does not know")
+    model: ModelRef
+    experiment: str | None = Field(None, description="The experiment variant that routed this user, if any.")
+
+
+class SimilarItems(BaseModel):
+    item_id: str = Field(examples=["i0007"])
+    items: list[ScoredItem]
+
+
+def _recommender(loaded: Loaded) -> Recommender:
+    if loaded.recommender is None:
+        raise NotReadyError("no recommender is loaded: run `userops train recommender`, then reload")
+    return loaded.recommender
+
+
+@router.get("/users/{user_id}/recommendations", summary="Top-k items for one user, filters applied.")
+def recommendations(
+    user_id: UserIdPath,
+    loaded: ModelsDep,
+    _: AppCaller,
+    k: KQuery = 10,
+    category: Annotated[
+        str | None,
+        Query(max_length=128, pattern=ID_PATTERN, description="Show only items of this category."),
+    ] = None,
+    exclude_purchased: Annotated[bool, Query(description="Leave out what the user bought.")] = True,
+) -> UserRecommendations:
+    rec = _recommender(loaded).recommend(
+        user_id, k, exclude_bought=exclude_purchased, include_categories=[category] if category else None
+    )
+    info = loaded.recommender_info
+    return UserRecommendations(
+        user_id=user_id,
+        items=[ScoredItem(item_id=i, score=s) for i, s in zip(rec.item_ids, rec.scores, strict=True)],
+        source=rec.source,
+        model=ModelRef(name=info.name, version=info.version, alias=info.alias),
+        experiment=None,
+    )
+
+
+@router.get("/items/{item_id}/similar", summary="The k items most like this one.")
+def similar(item_id: ItemIdPath, loaded: ModelsDep, _: AppCaller, k: KQuery = 10) -> SimilarItems:
+    rec = _recommender(loaded).similar_items(item_id, k)
+    return SimilarItems(
+        item_id=item_id,
+        items=[ScoredItem(item_id=i, score=s) for i, s in zip(rec.item_ids, rec.scores, strict=True)],
+    )
