@@ -31,7 +31,9 @@ class Settings(BaseSettings):
             ``DATA/online/features.sqlite``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="USEROPS_", extra="ignore", frozen=True, populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="USEROPS_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     data: Path | None = None
     tracking_uri: str | None = Field(

@@ -91,10 +91,8 @@ def test_health_readiness_and_metrics(client: TestClient, keys: dict[str, str]) 
     assert client.get("/readyz").json() == {"ready": True, "problems": []}
     client.get("/v1/users/u000001/recommendations", headers=_auth(keys["app"]))
     text = client.get("/metrics").text
-    count = re.search(
-        r'userops_requests_total\{method="GET",route="/v1/users/\{user_id\}/recommendations",status="200"\} (\d+)',
-        text,
-    )
+    route = re.escape('method="GET",route="/v1/users/{user_id}/recommendations",status="200"')
+    count = re.search(rf"userops_requests_total\{{{route}\}} (\d+)", text)
     assert count is not None and int(count.group(1)) >= 1
     buckets = [
         int(n)
@@ -170,7 +168,9 @@ def test_reload_keeps_serving_and_says_what_it_loaded(client: TestClient, keys: 
 
 def test_keys_commands_print_the_key_alone_and_revoke_it(folder: Path, client: TestClient) -> None:
     runner = CliRunner()
-    made = runner.invoke(cli, ["keys", "create", "--data", str(folder), "--role", "operator", "--name", "ops"])
+    made = runner.invoke(
+        cli, ["keys", "create", "--data", str(folder), "--role", "operator", "--name", "ops"]
+    )
     assert made.exit_code == 0, made.output
     key = made.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"uok_[A-Za-z0-9_-]{43}", key)
