@@ -12,8 +12,8 @@ import pandas as pd
 
 from experiments.analysis import DEFAULT_OPTIONS, Analysis, analyze
 from experiments.assignment import assign_many
-from experiments.definitions import RUNNING
-from experiments.errors import DataError, StoreError
+from experiments.definitions import DRAFT, RUNNING
+from experiments.errors import DataError, StoreError, UnknownExperimentError
 from experiments.exposures import Exposure, ExposureLog
 from experiments.metrics import read_file, read_table
 from experiments.options import AnalysisOptions
@@ -191,3 +191,40 @@ def folder_over_time(
         experiment=experiment,
         options=options,
     )
+
+
+def require_readable(*, data_dir: str | Path, experiment: str, store: ExperimentStore) -> None:
+    """Refuse to read an experiment that nobody knows, or a draft that never ran.
+
+    An experiment is readable when the store holds it (started at least once), or when the data folder's
+    exposures table has rows for it (e.g. a campaign run outside the store). The exposures are only read
+    when the store cannot answer alone.
+
+    Args:
+        data_dir: The data folder.
+        experiment: Experiment key.
+        store: The experiment store.
+
+    Raises:
+        UnknownExperimentError: Neither the store nor the exposures table knows the key.
+        StoreError: It is a draft with no exposures: it has no results yet.
+        DataError: The exposures table cannot be read.
+    """
+    definition = store.find(experiment)
+    if definition is not None and definition.status != DRAFT:
+        return
+    if _has_exposures(data_dir, experiment):
+        return
+    if definition is None:
+        raise UnknownExperimentError(
+            f"no experiment {experiment!r} in the store nor in the data folder's exposures"
+        )
+    raise StoreError(f"experiment {experiment!r} is a draft and has no exposures yet: start it first")
+
+
+def _has_exposures(data_dir: str | Path, experiment: str) -> bool:
+    folder = Path(data_dir)
+    if not any((folder / f"exposures.{kind}").exists() for kind in ("parquet", "csv")):
+        return False
+    exposures = read_table(folder, "exposures")
+    return bool((exposures["experiment"] == experiment).any())

@@ -157,3 +157,113 @@ def values_for(data_dir: str | Path, as_of: date, user_ids: pd.Series, horizon: 
     assert events is not None
     events = events.loc[events["ts"] < pd.Timestamp(as_of)]
     return value_at_stake(events, as_of, user_ids, horizon)
+
+
+def score_population(
+    model: RiskModel,
+    features: pd.DataFrame,
+    events: pd.DataFrame,
+    as_of: date,
+    *,
+    lookback: int = 365,
+    horizon: int = 90,
+) -> pd.DataFrame:
+    """Churn scores and value at stake of the population of one feature snapshot, as batch scoring makes
+    them (``userops score churn``): the same population, stacked inputs, model and value model.
+
+    Args:
+        model: The churn model.
+        features: A feature snapshot as of ``as_of``, one row per user (the population is taken from it).
+        events: Contract events; only those before ``as_of`` are read.
+        as_of: The snapshot's as-of date.
+        lookback: Population look-back in days (the model's).
+        horizon: Days over which value at stake is counted (the model's horizon).
+
+    Returns:
+        :func:`score_churn`'s scores, sorted by risk, with ``expected_purchases, expected_order_value,
+        value_at_stake`` (0 when unknown) joined on.
+
+    Raises:
+        TrainingDataError: No user was active in the look-back.
+    """
+    from training.datasets import with_stacked
+
+    before = events.loc[events["ts"] < pd.Timestamp(as_of)]
+    # the BG/NBD and Gamma-Gamma inputs are fitted on the population's history, as in training
+    frame = with_stacked(population(features, lookback), before, as_of)
+    scores = score_churn(model, frame, lookback=lookback).scores
+    values = value_at_stake(before, as_of, scores["user_id"], horizon)
+    out = scores.merge(values, on="user_id", how="left")
+    out["value_at_stake"] = out["value_at_stake"].fillna(0.0)
+    return out
+
+
+WINBACK_DIR = "winback"
+WINBACK_PREFIX = "winback_as_of="
+WINBACK_TEXT_COLUMNS: tuple[str, ...] = ("user_id", "lifecycle_stage", "rfm_segment", "reasons", "offer_id")
+
+
+def latest_winback(data_dir: str | Path) -> tuple[date, Path] | None:
+    """The newest written win-back list, ``DATA/winback/winback_as_of=YYYY-MM-DD.csv`` (or ``.parquet``).
+
+    Args:
+        data_dir: The data folder.
+
+    Returns:
+        ``(as_of, path)`` of the latest as-of date (the CSV when both kinds exist), or ``None`` when no list
+        has been written (``userops pipeline`` writes one).
+    """
+    found: dict[date, Path] = {}
+    folder = Path(data_dir) / WINBACK_DIR
+    for path in sorted(folder.glob(f"{WINBACK_PREFIX}*")):
+        if path.suffix not in (".csv", ".parquet"):
+            continue
+        try:
+            as_of = date.fromisoformat(path.stem.removeprefix(WINBACK_PREFIX))
+        except ValueError:
+            continue  # not one of ours
+        if as_of not in found or path.suffix == ".csv":
+            found[as_of] = path
+    if not found:
+        return None
+    newest = max(found)
+    return newest, found[newest]
+
+
+def read_winback(path: str | Path) -> pd.DataFrame:
+    """A written win-back list, as written: ids and texts as text (no offer = ``""``), numbers as numbers."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=dict.fromkeys(WINBACK_TEXT_COLUMNS, str))
+    else:
+        frame = pd.read_parquet(path)
+    for column in WINBACK_TEXT_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].fillna("").astype(str)
+    return frame
+
+
+def filter_winback(frame: pd.DataFrame, filters: WinbackFilters) -> pd.DataFrame:
+    """The rows of a written win-back list that ``filters`` keeps, ranked as :func:`winback_list` ranks.
+
+    Args:
+        frame: A list from :func:`winback_list` (or :func:`read_winback`).
+        filters: Which users to keep.
+
+    Returns:
+        The kept rows, every column of ``frame``.
+
+    Raises:
+        TrainingDataError: ``segment`` is no user's RFM segment or lifecycle stage in the list.
+    """
+    segment = filters.segment
+    if segment is not None:
+        known = set(frame["rfm_segment"].astype(str)) | set(frame["lifecycle_stage"].astype(str))
+        if segment not in known:
+            raise TrainingDataError(f"unknown segment {segment!r}; known here: {', '.join(sorted(known))}")
+        frame = frame.loc[(frame["rfm_segment"] == segment) | (frame["lifecycle_stage"] == segment)]
+    frame = frame.loc[frame["value_at_stake"] >= filters.min_value]
+    frame = frame.sort_values(["expected_value_saved", "user_id"], ascending=[False, True], ignore_index=True)
+    if filters.top is not None:
+        frame = frame.head(filters.top)
+    return frame.reset_index(drop=True)
