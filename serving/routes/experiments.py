@@ -8,14 +8,16 @@ library calls from the data folder's ``exposures`` and ``events`` tables.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experiments.options import AnalysisOptions
@@ -23,7 +25,36 @@ from experiments.service import analyze_folder, assign_units, require_readable
 from serving.deps import AnalystCaller, AppCaller, ExperimentStoreDep, ExposureLogDep
 from serving.params import ID_PATTERN, KeyPath, UnitIdQuery
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+def _printable(value: Any) -> Any:
+    """``value`` with every NaN or infinite float turned into its text, so that it can be written as JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
+
+
+class PrintableErrors(APIRoute):
+    """A route whose 422 can always be written: FastAPI's handler echoes the bad input, and a body such as
+    ``{"x": NaN}`` (which Python's JSON reader accepts) would otherwise make that answer a 500.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                raise RequestValidationError(_printable(error.errors()), body=None) from None
+
+        return route
+
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"], route_class=PrintableErrors)
 
 MAX_UNITS = 1_000
 """Units in one batch request."""
