@@ -296,6 +296,7 @@ def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd
     Parquet files that ``userops`` wrote after checking their rows are read as they are; any other file
     is checked row by row and coerced here, and a row that breaks the contract makes this raise with the
     count per reason (run ``userops ingest`` on such data to quarantine the bad rows instead).
+    The events table includes the folder's incoming events (:func:`incoming_paths`).
 
     Args:
         data_dir: The data folder.
@@ -315,7 +316,8 @@ def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd
             raise ContractError(f"{data_dir}: no {name}.parquet or {name}.csv")
         return None
     if is_checked(path, name):
-        return read_parquet(path)
+        checked = read_parquet(path)
+        return with_incoming(data_dir, checked) if name == "events" else checked
     raw = read_raw(path)
     try:
         good, quarantine = validate(name, raw, event_types=None)
@@ -328,7 +330,7 @@ def load_table(data_dir: str | Path, name: str, *, required: bool = False) -> pd
             f"{path}: {len(quarantine)} row(s) break the contract ({counts}; first at row {first}); "
             "run `userops ingest` to quarantine them"
         )
-    return good
+    return with_incoming(data_dir, good) if name == "events" else good
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, *, contract: str | None = None) -> Path:
@@ -385,3 +387,122 @@ def is_checked(path: str | Path, name: str) -> bool:
     except READ_ERRORS as exc:
         raise ContractError(f"{path}: cannot be read as Parquet: {first_line(exc)}") from exc
     return bool(metadata.get(CHECKED) == name.encode())
+
+
+# ---------------------------------------------------------------------------------------------- incoming
+MAX_ID_CHARS = 128
+"""The longest id the product takes, in characters."""
+LONG_ID = "{col} over 128 characters"
+CONTROL_CHARACTERS = "{col} has control characters"
+NON_FINITE = "non-finite {col}"
+INCOMING = "incoming"
+"""Folder of a data folder holding events that arrive a batch at a time (``POST /v1/events``): one checked
+Parquet file per batch, named ``events-<UTC time>-<uuid>.parquet``, read together with the events table."""
+INCOMING_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("ts", pa.timestamp("us")),
+        ("event_type", pa.string()),
+        ("item_id", pa.string()),
+        ("amount", pa.float64()),
+        ("session_id", pa.string()),
+    ],
+    metadata={CHECKED: b"events"},
+)
+"""The columns and types of every incoming file (one schema, so they are read as one table)."""
+
+
+def _non_finite(values: pd.Series) -> pd.Series:
+    """Numbers given as infinite or NaN.
+
+    In a float column NaN is how a file marks a missing value, so there only infinities count; in a column
+    of Python objects (rows as sent, e.g. decoded JSON) a NaN was sent as such.
+    """
+    number = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    bad = np.isinf(number)
+    if values.dtype == object:
+        bad |= np.array([isinstance(v, float) and np.isnan(v) for v in values], dtype=bool)
+    return pd.Series(bad, index=values.index)
+
+
+def validate_events(
+    frame: pd.DataFrame,
+    *,
+    now: pd.Timestamp | None = None,
+    event_types: tuple[str, ...] | None = EVENT_TYPES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`validate` events, plus the rules for ids and numbers that arrive row by row from apps.
+
+    An id longer than :data:`MAX_ID_CHARS` or holding a control character, and an infinite (or NaN sent
+    as such) number, is quarantined too. A row keeps the contract's own reason first (missing,
+    unparsable, in the future, unknown type, negative amount), then these, then ``duplicate row``.
+
+    Args:
+        frame: Raw event rows; columns already carry contract names.
+        now: Timestamps after this are "in the future" (default: the current UTC time).
+        event_types: Allowed event types; ``None`` accepts any.
+
+    Returns:
+        ``(good, quarantine)`` as :func:`validate` returns them.
+
+    Raises:
+        ContractError: A required column is missing.
+    """
+    good, quarantine = validate("events", frame, now=now, event_types=event_types)
+    schema = SCHEMAS["events"]
+    extra = pd.Series(pd.NA, index=frame.index, dtype="string")
+    for col, kind in schema.columns.items():
+        if col not in frame.columns:
+            continue
+        if kind == "id":
+            text = frame[col].astype("string")
+            extra[(text.str.strip().str.len() > MAX_ID_CHARS).fillna(False) & extra.isna()] = LONG_ID.format(
+                col=col
+            )
+            control = text.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False)
+            extra[control & extra.isna()] = CONTROL_CHARACTERS.format(col=col)
+        elif kind == "float":
+            extra[_non_finite(frame[col]) & extra.isna()] = NON_FINITE.format(col=col)
+    positions = np.flatnonzero(extra.notna().to_numpy())
+    if not len(positions):
+        return good, quarantine
+    reason = pd.Series(pd.NA, index=range(len(frame)), dtype="string")
+    reason[quarantine["source_row"].to_numpy()] = quarantine["reason"].to_numpy()
+    was_good = reason.isna().to_numpy()
+    # a duplicate copies a row that breaks these rules too, so it gets their reason
+    override = reason.isna() | (reason == DUPLICATE)
+    new = extra.reset_index(drop=True)
+    reason[override & new.notna()] = new[override & new.notna()]
+    drop = np.isin(np.flatnonzero(was_good), positions)  # good rows (in order) that now break a rule
+    bad = reason.notna().to_numpy()
+    out = frame.loc[bad].copy()
+    out.insert(0, "source_row", np.flatnonzero(bad))
+    out.insert(0, "reason", reason[bad].astype(str).to_numpy())
+    return good.loc[~drop].reset_index(drop=True), out.reset_index(drop=True)
+
+
+def incoming_paths(data_dir: str | Path) -> list[Path]:
+    """The incoming event files of a data folder, oldest first (files being written are not listed)."""
+    folder = Path(data_dir) / INCOMING
+    return sorted(folder.glob("events-*.parquet")) if folder.is_dir() else []
+
+
+def with_incoming(data_dir: str | Path, events: pd.DataFrame) -> pd.DataFrame:
+    """``events`` followed by the folder's incoming events, in the events' columns and types.
+
+    A column the events table lacks is left out of the incoming rows too: the folder's data keeps one
+    shape (features that need an absent column stay null for everyone).
+    """
+    paths = incoming_paths(data_dir)
+    if not paths:
+        return events
+    parts = [read_parquet(p) for p in paths]
+    incoming = pd.concat(parts, ignore_index=True).reindex(columns=events.columns)
+    for col in events.columns:
+        if events[col].dtype != incoming[col].dtype:
+            try:
+                incoming[col] = incoming[col].astype(events[col].dtype)
+            except (TypeError, ValueError):  # e.g. ids read as numbers: both become strings
+                events = events.astype({col: "string"})
+                incoming[col] = incoming[col].astype("string")
+    return pd.concat([events, incoming], ignore_index=True)

@@ -41,7 +41,7 @@ import pandas as pd
 
 from features.errors import ContractError, JobBusyError
 from features.incremental import DISTINCT_WINDOW, daily_activity, events_between, item_rows
-from features.sources import Sources, as_of_timestamp, file_stamp, read_table
+from features.sources import Sources, as_of_timestamp, events_stamp, file_stamp, read_table
 
 STATE = "state.json"
 MAX_PARTS = 8
@@ -71,8 +71,8 @@ class DailyState:
     """Count and summed seconds of the events before ``until`` when they were aggregated: a late event
     (or a deleted or moved one) for a kept day changes it, and the aggregate is rebuilt."""
     events_stat: str = ""
-    """``file_stamp`` of the events file at the last update: while it is unchanged the fingerprint is
-    not recomputed."""
+    """``events_stamp`` of the events (file and incoming files) at the last update: while it is unchanged
+    the fingerprint is not recomputed."""
     seen_items: str = ""
     """Kept ``last_seen`` tables (user, item / category, last day) as of ``seen_as_of``, built from the
     items file ``seen_stamp`` names (its categories give the category codes)."""
@@ -226,7 +226,7 @@ class DailyStore:
                 self.rebuilt = "another events file or layout"
             elif (
                 state.until is not None
-                and state.events_stat != file_stamp(src.events_path)
+                and state.events_stat != events_stamp(src)
                 and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until))
             ):
                 self.rebuilt = f"events before {state.until} changed since they were aggregated"
@@ -285,7 +285,7 @@ class DailyStore:
                 _Built(con, (list(state.activity), coded), (list(state.items), r)) if fresh else None
             )
         state.codes_until = codes_until.date()
-        state.events_stat = file_stamp(src.events_path)
+        state.events_stat = events_stamp(src)
         merged = self._merge(con, state, until)
         self._save(state)
         for name in merged:  # only once the state no longer names them

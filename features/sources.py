@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.contract import SCHEMAS, check_not_parquet, first_line, table_path
+from features.contract import SCHEMAS, check_not_parquet, first_line, incoming_paths, table_path
 from features.errors import ContractError, DataError
 from features.incremental import EventColumns, day_number
 
@@ -138,6 +139,8 @@ class Sources:
     items_path: Path | None = None
     users_path: Path | None = None
     exposures_path: Path | None = None
+    incoming_paths: tuple[Path, ...] = ()
+    """The incoming event files read as part of ``events`` (see :func:`features.contract.incoming_paths`)."""
 
     @property
     def has_category(self) -> bool:
@@ -155,6 +158,8 @@ class Sources:
 def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> Sources:
     """Open a data folder's tables on ``con`` (default: a new DuckDB connection).
 
+    The events are the events table followed by the folder's incoming event files, if any.
+
     Raises:
         ContractError: The folder has no events table, or a table cannot be read or lacks a required
             column.
@@ -165,6 +170,9 @@ def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> S
         raise ContractError(f"{data_dir}: no events.parquet or events.csv")
     events = read_table(con, events_path)
     _check_columns("events", events, events_path)
+    incoming = incoming_paths(data_dir)
+    if incoming:
+        events = with_incoming_events(con, events, incoming)
     paths = {name: table_path(data_dir, name) for name in ("users", "items", "offers", "exposures")}
     opened: dict[str, ir.Table | None] = dict.fromkeys(paths)
     for name, path in paths.items():
@@ -179,6 +187,7 @@ def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> S
         items_path=paths["items"],
         users_path=paths["users"],
         exposures_path=paths["exposures"],
+        incoming_paths=tuple(incoming),
         **opened,
     )
 
@@ -220,3 +229,46 @@ def user_attributes(src: Sources) -> list[str]:
     if src.users is None:
         return []
     return [c for c in src.users.columns if c not in ("user_id", "signup_ts")]
+
+
+def with_incoming_events(con: ibis.BaseBackend, events: ir.Table, paths: list[Path]) -> ir.Table:
+    """``events`` followed by the incoming event files ``paths``, in the events' columns.
+
+    The events' columns keep their types where they already have the contract's (the usual case: nothing
+    is cast and Parquet still skips row groups on ``ts``); a column the events table lacks is left out.
+
+    Raises:
+        ContractError: An incoming file cannot be read or lacks a required column.
+    """
+    incoming = read_table(con, paths)
+    _check_columns("events", incoming, paths[0].parent)
+    kinds = SCHEMAS["events"].columns
+    ours: dict[str, ir.Value] = {}
+    theirs: dict[str, ir.Value] = {}
+    for col in events.columns:
+        found = events[col].type()
+        kind = kinds.get(col)
+        if kind in ("id", "string"):
+            target = found if found.is_string() else ibis.dtype("string")
+        elif kind == "timestamp":
+            target = found if found.is_timestamp() else ibis.dtype("timestamp")
+        elif kind == "float":
+            target = found if found.is_float64() else ibis.dtype("float64")
+        else:
+            target = found
+        ours[col] = events[col] if found == target else events[col].cast(target)
+        if col not in incoming.columns:
+            theirs[col] = ibis.null(target)
+        else:
+            theirs[col] = incoming[col] if incoming[col].type() == target else incoming[col].cast(target)
+    return events.select(**ours).union(incoming.select(**theirs))
+
+
+def events_stamp(src: Sources) -> str:
+    """Which version of the events this is: the events file's :func:`file_stamp`, and a digest of the
+    incoming files' stamps when there are any (one more incoming file is a new version)."""
+    stamp = file_stamp(src.events_path)
+    if not src.incoming_paths:
+        return stamp
+    digest = hashlib.sha256("\n".join(file_stamp(p) for p in src.incoming_paths).encode()).hexdigest()
+    return f"{stamp}|incoming:{len(src.incoming_paths)}:{digest[:16]}"
