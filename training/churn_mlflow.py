@@ -191,3 +191,65 @@ def log_and_promote(result: TrainResult, *, data_dir: str | Path, tracking_uri: 
         metrics=result.table,
         facts=result.facts(),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredRisk:
+    """A registered churn or propensity model pinned to one version, with what it was trained for.
+
+    Attributes:
+        model: The estimator.
+        name: Registered model name (``churn``, ``propensity``).
+        version: The version the alias pointed at when it was loaded.
+        alias: The alias it was looked up by.
+        horizon: Label window in days of its training run (``None`` when the run does not say).
+        lookback: Population look-back in days of its training run (``None`` when the run does not say).
+    """
+
+    model: RiskModel
+    name: str
+    version: str
+    alias: str
+    horizon: int | None
+    lookback: int | None
+
+
+def _int_param(params: dict[str, str], key: str) -> int | None:
+    value = params.get(key)
+    return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+
+def load_registered_risk(tracking_uri: str, name: str, alias: str = "champion") -> RegisteredRisk:
+    """The version behind ``models:/<name>@<alias>``, loaded by its number (so a promotion while it loads
+    cannot mix two versions), with the horizon and look-back its run logged.
+
+    Raises:
+        ModelNotFoundError: No such registered model or alias, or it is not a churn or propensity model.
+        mlflow.exceptions.MlflowException: The registry cannot be read (unusable URI, no answer).
+    """
+    connect(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    try:
+        found = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code not in MISSING_CODES:
+            raise
+        raise ModelNotFoundError(
+            f"no {name} model with alias {alias!r} in {tracking_uri}; train one first: "
+            f"`userops train {name}` or `userops pipeline`"
+        ) from exc
+    version = str(found.version)
+    wrapper = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    if not isinstance(wrapper, RiskPyfunc):
+        raise ModelNotFoundError(
+            f"models:/{name}/{version} in {tracking_uri} is not a churn or propensity model"
+        )
+    params: dict[str, str] = client.get_run(found.run_id).data.params if found.run_id else {}
+    return RegisteredRisk(
+        model=wrapper.model,
+        name=name,
+        version=version,
+        alias=alias,
+        horizon=_int_param(params, "horizon_days"),
+        lookback=_int_param(params, "lookback"),
+    )
