@@ -1,5 +1,10 @@
 """What a worker serves from: the champion models and the stores, loaded together and swapped whole.
 
+Churn risk is answered from :class:`RiskScores`: when the models are loaded (at start and on each
+reload) the churn champion scores the whole population of the online feature snapshot once, in
+process, exactly as batch scoring does, because its BG/NBD and Gamma-Gamma inputs are fitted on the
+population's history and are not in the online copy. A request is then one look-up.
+
 A reload builds a new :class:`Loaded` beside the one in use and then replaces the reference in one
 assignment, so a request that started on the old models finishes on them. A reload asked of one worker
 reaches the others through a marker file in the data folder: each worker compares its modification time
@@ -12,13 +17,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import pandas as pd
+
+from features.errors import FeaturesError
 from features.store import OnlineStore, RedisStore, default_store
 from serving.settings import Settings
-from training.errors import ModelNotFoundError
+from training.errors import ModelNotFoundError, TrainingError
 
 if TYPE_CHECKING:
     from training.recommenders.service import Recommender
@@ -38,15 +47,98 @@ class ModelInfo:
     alias: str = "champion"
 
 
+REASON_SEPARATOR = " | "
+"""How batch scoring joins a user's reasons into one text (:func:`training.reasons.top_reasons`)."""
+DEFAULT_HORIZON = 90
+DEFAULT_LOOKBACK = 365
+"""Horizon and look-back of the population when the champion's run does not record its own."""
+
+
+@dataclass(frozen=True)
+class UserRisk:
+    """One scored user: what the churn-risk endpoint answers."""
+
+    churn_risk: float
+    lifecycle_stage: str
+    rfm_segment: str
+    value_at_stake: float
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class RiskScores:
+    """The churn champion's scores of the online snapshot's population, one array per column.
+
+    Attributes:
+        as_of: As-of date of the online features they were computed from.
+        lookback: The population: users active in this many days before ``as_of`` (the model's).
+        horizon: Days of the churn window and of value at stake (the model's).
+        users: User ids, the index into the arrays.
+    """
+
+    as_of: date
+    lookback: int
+    horizon: int
+    users: pd.Index
+    churn_risk: np.ndarray
+    value_at_stake: np.ndarray
+    lifecycle_stage: np.ndarray
+    rfm_segment: np.ndarray
+    reasons: np.ndarray
+
+    @classmethod
+    def from_scores(cls, scores: pd.DataFrame, *, as_of: date, lookback: int, horizon: int) -> RiskScores:
+        """Index :func:`training.winback.score_population` output by user."""
+
+        def text(column: str) -> np.ndarray:
+            values = scores[column] if column in scores else pd.Series("", index=scores.index)
+            return values.astype(object).where(values.notna(), "").astype(str).to_numpy(dtype=object)
+
+        return cls(
+            as_of=as_of,
+            lookback=lookback,
+            horizon=horizon,
+            users=pd.Index(scores["user_id"].astype(str).to_numpy(dtype=object)),
+            churn_risk=scores["churn_risk"].to_numpy(dtype=float),
+            value_at_stake=scores["value_at_stake"].to_numpy(dtype=float),
+            lifecycle_stage=text("lifecycle_stage"),
+            rfm_segment=text("rfm_segment"),
+            reasons=text("reasons"),
+        )
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def get(self, user_id: str) -> UserRisk | None:
+        """The user's scores, or ``None`` for a user outside the scored population."""
+        try:
+            i = self.users.get_loc(user_id)
+        except KeyError:
+            return None
+        if not isinstance(i, int):  # the ids are unique, so a hit is one position
+            raise TypeError(f"user {user_id!r} is scored more than once")
+        reasons = str(self.reasons[i])
+        return UserRisk(
+            churn_risk=float(self.churn_risk[i]),
+            lifecycle_stage=str(self.lifecycle_stage[i]),
+            rfm_segment=str(self.rfm_segment[i]),
+            value_at_stake=float(self.value_at_stake[i]),
+            reasons=tuple(reasons.split(REASON_SEPARATOR)) if reasons else (),
+        )
+
+
 @dataclass(frozen=True)
 class Loaded:
-    """One consistent set of what the endpoints read: models, their versions, the online store."""
+    """One consistent set of what the endpoints read: models, their versions, the online store, and the
+    churn scores of the online snapshot's population (``None`` when they could not be made)."""
 
     recommender: Recommender | None
     recommender_info: ModelInfo
     online: OnlineStore
     loaded_at: datetime
     problems: tuple[str, ...] = field(default=())
+    churn: RiskScores | None = None
+    churn_info: ModelInfo = field(default=ModelInfo("churn", None))
 
     @property
     def ready(self) -> bool:
@@ -84,13 +176,70 @@ def load_all(settings: Settings, data: Path) -> Loaded:
     online: OnlineStore = (
         RedisStore.from_url(settings.redis_url) if settings.redis_url else default_store(data)
     )
+    churn, churn_info, churn_problems = load_churn_scores(uri, data, online)
     return Loaded(
         recommender=recommender,
         recommender_info=ModelInfo("recommender", version),
         online=online,
         loaded_at=datetime.now(UTC),
-        problems=tuple(problems),
+        problems=(*problems, *churn_problems),
+        churn=churn,
+        churn_info=churn_info,
     )
+
+
+def load_churn_scores(
+    tracking_uri: str, data: Path, online: OnlineStore
+) -> tuple[RiskScores | None, ModelInfo, list[str]]:
+    """Score the online snapshot's population with the churn champion, as ``userops score churn`` does.
+
+    The population (users active in the champion's look-back before the snapshot's as-of date) is read
+    from the online store; its BG/NBD and Gamma-Gamma inputs and value at stake come from the data
+    folder's events before that date.
+
+    Returns:
+        The scores (``None`` when they cannot be made), the champion's version, and what is missing.
+    """
+    import mlflow
+
+    from training.churn_mlflow import load_registered_risk
+    from training.datasets import load_events_before
+    from training.winback import score_population
+
+    try:
+        champion = load_registered_risk(tracking_uri, "churn")
+    except ModelNotFoundError:
+        missing = "no churn champion is registered: run `userops train churn` or `userops pipeline`"
+        return None, ModelInfo("churn", None), [missing]
+    except mlflow.exceptions.MlflowException as error:
+        return None, ModelInfo("churn", None), [f"the churn champion cannot be read: {error.message}"]
+    info = ModelInfo("churn", champion.version, champion.alias)
+    started = time.perf_counter()
+    try:
+        stamp = online.as_of()
+        if stamp is None:
+            return None, info, ["no online features to score churn on: run `userops features`"]
+        as_of = stamp.date()
+        lookback = champion.lookback or DEFAULT_LOOKBACK
+        horizon = champion.horizon or DEFAULT_HORIZON
+        events = load_events_before(data, as_of)
+        # a superset of the population (the features decide who is in it), in the snapshot's order
+        recent = events["ts"] >= pd.Timestamp(as_of - timedelta(days=lookback + 2))
+        users = sorted({str(u) for u in events.loc[recent, "user_id"].unique()})
+        features = online.get(users)
+        scores = score_population(champion.model, features, events, as_of, lookback=lookback, horizon=horizon)
+    except (FeaturesError, TrainingError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return None, info, [f"churn risk cannot be scored: {message}"]
+    risk = RiskScores.from_scores(scores, as_of=as_of, lookback=lookback, horizon=horizon)
+    log.info(
+        "churn version %s: scored %d users as of %s in %.1fs",
+        champion.version,
+        len(risk),
+        as_of,
+        time.perf_counter() - started,
+    )
+    return risk, info, []
 
 
 class ModelHolder:
@@ -117,7 +266,11 @@ class ModelHolder:
         with self._lock:
             self._seen = self._stamp()
             self.current = load_all(self.settings, self.data)
-        log.info("reloaded: recommender version %s", self.current.recommender_info.version)
+        log.info(
+            "reloaded: recommender version %s, churn version %s",
+            self.current.recommender_info.version,
+            self.current.churn_info.version,
+        )
         return self.current
 
     def get(self) -> Loaded:
