@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.routes import admin, recommendations
+from serving.routes import admin, experiments, recommendations, risk, winback
 
-ROUTERS: tuple[APIRouter, ...] = (recommendations.router, admin.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    risk.router,
+    recommendations.router,
+    experiments.router,
+    winback.router,
+    admin.router,
+)
