@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.routes import admin, experiments, recommendations, risk, winback
+from serving.routes import admin, events, experiments, recommendations, risk, winback
 
 ROUTERS: tuple[APIRouter, ...] = (
     risk.router,
     recommendations.router,
     experiments.router,
     winback.router,
+    events.router,
     admin.router,
 )
