@@ -37,6 +37,14 @@ run: install
 	else echo "($(RETAIL_SRC) not found: skipping the real data set)"; fi
 	@echo "done: win-back list in $(DATA)/winback/, scores in $(DATA)/scores/, recommendations in" \
 	  "$(DATA)/recommendations.parquet, experiment report in $(DATA)/reports/; MLflow runs in $(DATA)/mlflow.db"
+	@key=$$($(USEROPS) keys create --data $(DATA) --role admin 2>/dev/null | tail -n 1) && \
+	  user=$$($(PY) -c "import pandas as p; print(p.read_parquet('$(DATA)/recommendations.parquet').user_id.iloc[0])") && \
+	  echo "" && echo "Start the API on this world:" && \
+	  echo "  $(USEROPS) serve --data $(DATA) --port 8000" && \
+	  echo "then, in another terminal (an admin key was made for you: $(USEROPS) keys create makes more):" && \
+	  echo "  curl -H 'Authorization: Bearer $$key' 'http://127.0.0.1:8000/v1/users/$$user/recommendations?k=5'" && \
+	  echo "  curl -H 'Authorization: Bearer $$key' 'http://127.0.0.1:8000/v1/items/i00001/similar?k=5'" && \
+	  echo "  curl -H 'Authorization: Bearer $$key' 'http://127.0.0.1:8000/v1/experiments/retention_campaign/results?metric=conversion'"
 
 test: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --durations=15
@@ -44,9 +52,13 @@ test: install
 bench: install
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
+CODE := features training experiments serving userops simulator tests bench
+
 lint: install
-	$(VENV)/bin/ruff check features training experiments serving userops tests bench
-	$(VENV)/bin/mypy features training experiments serving userops
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/codespell $(CODE) README.md docs
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

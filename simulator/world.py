@@ -71,7 +71,7 @@ class WorldConfig:
 
 
 def _day_of_week(cfg: WorldConfig, day: np.ndarray | int) -> np.ndarray:
-    return np.asarray((pd.Timestamp(cfg.start).dayofweek + np.asarray(day)) % 7)
+    return np.asarray((pd.Timestamp(cfg.start).day_of_week + np.asarray(day)) % 7)
 
 
 def hazard(

@@ -54,7 +54,9 @@ def _sources(package: str) -> list[Path]:
 def graph() -> dict[str, set[str]]:
     """Module -> the modules of ours it imports (only names that are real modules of the tree)."""
     modules = {_module_name(p): p for package in OURS for p in _sources(package)}
-    return {name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()}
+    return {
+        name: {m for m in imports_of(path) if m in modules and m != name} for name, path in modules.items()
+    }
 
 
 def test_the_tree_has_every_package() -> None:
@@ -73,16 +75,18 @@ def test_a_package_imports_only_what_the_design_allows(package: str) -> None:
     assert not broken, "\n".join(broken)
 
 
+def _production() -> list[Path]:
+    return [p for package in ("features", "training", "experiments", "serving") for p in _sources(package)]
+
+
 def test_only_tests_bench_and_the_front_door_import_the_simulator() -> None:
-    production = [p for package in ("features", "training", "experiments", "serving") for p in _sources(package)]
-    readers = [p for p in production if any(n.split(".")[0] == "simulator" for n in imports_of(p))]
+    readers = [p for p in _production() if any(n.split(".")[0] == "simulator" for n in imports_of(p))]
     assert not readers
     assert any(n.startswith("simulator") for p in _sources("userops") for n in imports_of(p))
 
 
 def test_production_code_never_reads_the_simulators_truth() -> None:
-    production = [p for package in ("features", "training", "experiments", "serving") for p in _sources(package)]
-    readers = [str(p.relative_to(ROOT)) for p in production if '"truth"' in p.read_text()]
+    readers = [str(p.relative_to(ROOT)) for p in _production() if '"truth"' in p.read_text()]
     assert not readers
 
 

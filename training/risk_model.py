@@ -160,7 +160,9 @@ class RiskModel:
         out: dict[str, Any] = {}
         for c in self.features_:
             if c in self.categories_:
-                values = frame[c].astype("object").where(frame[c].notna(), None)
+                known = frame[c].notna() & frame[c].isin(self.categories_[c])
+                # a value unseen in training is missing to the model, said explicitly (pandas 4 refuses it)
+                values = frame[c].astype("object").where(known, None)
                 out[c] = pd.Categorical(values, categories=self.categories_[c])
             else:
                 out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()
