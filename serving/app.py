@@ -8,19 +8,34 @@ anything else is a bug: a 500 that says only that, with the traceback in the log
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from serving import metrics
-from serving.errors import status_of
+from serving.errors import NAMED_ERRORS, status_of
 from serving.settings import Settings
 
 log = logging.getLogger("userops.serving")
+
+
+def _printable(value: object) -> object:
+    """``value`` with every NaN or infinite float turned into its text, so that it can be written as JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
+
 
 MAX_BODY = 1_000_000
 """Request bodies above this many bytes are refused with 413."""
@@ -76,15 +91,23 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
         metrics.observe(request.method, path, response.status_code, time.perf_counter() - started)
         return response
 
-    @app.exception_handler(Exception)
-    async def named_errors(request: Request, error: Exception) -> JSONResponse:
-        status = status_of(error)
-        if status is None:
-            log.exception("bug while answering %s %s", request.method, request.url.path)
-            return JSONResponse(
-                {"detail": "internal error: the service failed; it is logged"}, status_code=500
-            )
+    async def named_error(request: Request, error: Exception) -> JSONResponse:
+        status = status_of(error) or 500
         return JSONResponse({"detail": str(error).strip().splitlines()[0]}, status_code=status)
+
+    # handled here, a named error is an answer, not a crash: no traceback in the log
+    for base in NAMED_ERRORS:
+        app.add_exception_handler(base, named_error)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes the bad input; a body such as {"x": NaN} must not make that answer unwritable
+        return JSONResponse({"detail": _printable(jsonable_encoder(error.errors()))}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, error: Exception) -> JSONResponse:
+        log.exception("bug while answering %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error: the service failed; it is logged"}, status_code=500)
 
     @app.get("/healthz", tags=["health"], summary="The process is up.")
     def healthz() -> dict[str, str]:
@@ -99,7 +122,7 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
     @app.get("/metrics", tags=["health"], summary="Prometheus text: requests, latency, model versions.")
     def prometheus(request: Request) -> PlainTextResponse:
         loaded = request.app.state.models.get()
-        versions = {"recommender": loaded.recommender_info.version}
+        versions = {info.name: info.version for info in (loaded.recommender_info, loaded.churn_info)}
         return PlainTextResponse(metrics.render(versions), media_type="text/plain; version=0.0.4")
 
     for router in ROUTERS:

@@ -7,6 +7,7 @@ functions only hand it out (and check the caller's key and role).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -25,6 +26,12 @@ def get_settings(request: Request) -> Settings:
     """The worker's settings."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+def get_data_dir(request: Request) -> Path:
+    """The data folder this worker serves."""
+    folder: Path = request.app.state.data
+    return folder
 
 
 def get_holder(request: Request) -> ModelHolder:
@@ -94,6 +101,7 @@ def allow(*roles: Role) -> Callable[[Principal], Principal]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DataDirDep = Annotated[Path, Depends(get_data_dir)]
 ModelsDep = Annotated[Loaded, Depends(get_models)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 ExperimentStoreDep = Annotated[ExperimentStore, Depends(get_experiment_store)]

@@ -30,6 +30,10 @@ class NotReadyError(ServingError):
     status = 503
 
 
+NAMED_ERRORS: tuple[type[Exception], ...] = (ServingError, FeaturesError, TrainingError, ExperimentsError)
+"""The bases whose errors are answers (4xx, or 503 when something is missing), never crashes."""
+
+
 def status_of(error: Exception) -> int | None:
     """The HTTP status for a named error of ours, ``None`` for anything else (a bug)."""
     if isinstance(error, ServingError):

@@ -15,7 +15,7 @@ class Reloaded(BaseModel):
 
     ready: bool
     problems: list[str]
-    models: dict[str, str | None] = Field(examples=[{"recommender": "3"}])
+    models: dict[str, str | None] = Field(examples=[{"recommender": "3", "churn": "5"}])
 
 
 @router.post("/reload", summary="Load the current champions; requests in flight finish on the old ones.")
@@ -24,5 +24,5 @@ def reload(holder: HolderDep, _: AdminCaller) -> Reloaded:
     return Reloaded(
         ready=loaded.ready,
         problems=list(loaded.problems),
-        models={"recommender": loaded.recommender_info.version},
+        models={info.name: info.version for info in (loaded.recommender_info, loaded.churn_info)},
     )

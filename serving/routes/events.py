@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from serving.deps import AppCaller, ModelsDep
+from serving.deps import AppCaller, DataDirDep, ModelsDep
 from serving.events import MAX_EVENTS, record_events
 
 router = APIRouter(prefix="/v1", tags=["events"])
-
-
-def get_data(request: Request) -> Path:
-    """The worker's data folder (where incoming events are stored)."""
-    data: Path = request.app.state.data
-    return data
-
-
-DataDep = Annotated[Path, Depends(get_data)]
 
 
 class Event(BaseModel):
@@ -86,7 +74,7 @@ class EventsAccepted(BaseModel):
     status_code=202,
     summary="Store a batch of user events; they shape recommendations at once and the next feature run.",
 )
-def post_events(batch: EventBatch, loaded: ModelsDep, data: DataDep, _: AppCaller) -> EventsAccepted:
+def post_events(batch: EventBatch, loaded: ModelsDep, data: DataDirDep, _: AppCaller) -> EventsAccepted:
     recorded = record_events(
         data=data,
         events=[event.model_dump() for event in batch.events],

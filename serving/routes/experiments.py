@@ -8,53 +8,21 @@ library calls from the data folder's ``exposures`` and ``events`` tables.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Coroutine, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experiments.options import AnalysisOptions
 from experiments.service import analyze_folder, assign_units, require_readable
-from serving.deps import AnalystCaller, AppCaller, ExperimentStoreDep, ExposureLogDep
+from serving.deps import AnalystCaller, AppCaller, DataDirDep, ExperimentStoreDep, ExposureLogDep
 from serving.params import ID_PATTERN, KeyPath, UnitIdQuery
 
-
-def _printable(value: Any) -> Any:
-    """``value`` with every NaN or infinite float turned into its text, so that it can be written as JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _printable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_printable(item) for item in value]
-    return value
-
-
-class PrintableErrors(APIRoute):
-    """A route whose 422 can always be written: FastAPI's handler echoes the bad input, and a body such as
-    ``{"x": NaN}`` (which Python's JSON reader accepts) would otherwise make that answer a 500.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as error:
-                raise RequestValidationError(_printable(error.errors()), body=None) from None
-
-        return route
-
-
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"], route_class=PrintableErrors)
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
 MAX_UNITS = 1_000
 """Units in one batch request."""
@@ -71,16 +39,6 @@ ATTRIBUTE_TEXT = r"^[^\x00-\x1f\x7f]{0,256}$"
 AttributeText = Annotated[str, StringConstraints(pattern=ATTRIBUTE_TEXT)]
 AttributeValue = AttributeText | int | Annotated[float, Field(allow_inf_nan=False)] | bool | None
 MetricName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
-
-
-def get_data_dir(request: Request) -> Path:
-    """The worker's data folder (where ``exposures`` and ``events`` are read)."""
-    folder: Path = request.app.state.data
-    return folder
-
-
-# Belongs beside the other aliases in serving/deps.py; kept here until that file grows it.
-DataDirDep = Annotated[Path, Depends(get_data_dir)]
 
 
 class Assignment(BaseModel):

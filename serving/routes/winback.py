@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from serving.deps import OperatorCaller
+from serving.deps import DataDirDep, OperatorCaller
 from serving.errors import NotReadyError
 from serving.params import ID_PATTERN
 from training.winback import WinbackFilters, filter_winback, latest_winback, read_winback
@@ -24,16 +23,6 @@ router = APIRouter(prefix="/v1", tags=["win-back"])
 
 REASONS_SEPARATOR = " | "
 """How the written list joins a user's reasons."""
-
-
-def get_data_dir(request: Request) -> Path:
-    """The worker's data folder (where the win-back lists are written)."""
-    folder: Path = request.app.state.data
-    return folder
-
-
-# Belongs beside the other aliases in serving/deps.py; kept here until that file grows it.
-DataDirDep = Annotated[Path, Depends(get_data_dir)]
 
 
 class WinbackUser(BaseModel):

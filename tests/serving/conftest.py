@@ -103,7 +103,8 @@ def trained_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("trained")
     simulate(WorldConfig(n_users=WORLD_USERS, days=WORLD_DAYS, seed=5), folder)
-    uri = Settings().tracking_uri_for(folder)
+    # mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in this process: pin each folder to its own store
+    uri = Settings(tracking_uri=None).tracking_uri_for(folder)
     run_pipeline(folder, TRAINED_AS_OF, tracking_uri=uri, horizon=30)
     train_and_register(
         data_dir=folder,
@@ -124,7 +125,7 @@ def make_api() -> Iterator[Callable[[Path], Served]]:
     with ExitStack() as stack:
 
         def make(folder: Path) -> Served:
-            settings = Settings()
+            settings = Settings(tracking_uri=None)  # the folder's own store, whatever MLflow set before
             keys = KeyStore(settings.experiments_url_for(folder))
             made = {role: keys.create(role)[1] for role in ROLES}
             client = stack.enter_context(

@@ -88,7 +88,11 @@ def test_a_key_is_stored_only_as_its_hash(folder: Path, keys: dict[str, str]) ->
 
 def test_health_readiness_and_metrics(client: TestClient, keys: dict[str, str]) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"ready": True, "problems": []}
+    # this world has a recommender but no churn model: not ready, and it says which is missing
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["ready"] is False
+    assert [p for p in ready.json()["problems"] if "churn" in p] == ready.json()["problems"] != []
     client.get("/v1/users/u000001/recommendations", headers=_auth(keys["app"]))
     text = client.get("/metrics").text
     route = re.escape('method="GET",route="/v1/users/{user_id}/recommendations",status="200"')
@@ -102,6 +106,7 @@ def test_health_readiness_and_metrics(client: TestClient, keys: dict[str, str]) 
     ]
     assert buckets == sorted(buckets) and buckets[-1] >= 1  # cumulative, as Prometheus reads them
     assert 'userops_model_version{model="recommender",version="1"} 1' in text
+    assert 'userops_model_version{model="churn",version="none"} 1' in text
 
 
 @pytest.mark.parametrize(
@@ -162,7 +167,9 @@ def test_recommendations_are_the_models_own_list(
 
 def test_reload_keeps_serving_and_says_what_it_loaded(client: TestClient, keys: dict[str, str]) -> None:
     answer = client.post("/v1/admin/reload", headers=_auth(keys["admin"]))
-    assert answer.json() == {"ready": True, "problems": [], "models": {"recommender": "1"}}
+    body = answer.json()
+    assert body["models"] == {"recommender": "1", "churn": None}
+    assert body["ready"] is False and "churn" in body["problems"][0]
     assert client.get("/v1/items/i00001/similar?k=3", headers=_auth(keys["app"])).status_code == 200
 
 
