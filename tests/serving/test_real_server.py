@@ -1,0 +1,116 @@
+"""The API as operators run it: a real ``userops serve`` process on a free port, killed without warning.
+
+An exposure acknowledged by the server must be in the log after the process dies with SIGKILL and a
+new one starts on the same folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from experiments.definitions import Experiment, parse_variants
+from experiments.exposures import ExposureLog
+from experiments.store import ExperimentStore
+from serving.auth import KeyStore
+from serving.settings import Settings
+from simulator.simulate import WorldConfig, simulate
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served(folder: Path, workers: int = 1) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A ``userops serve`` process over ``folder``, up and answering; killed on the way out."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("USEROPS_", "MLFLOW_"))}
+    command = [sys.executable, "-m", "userops.cli", "serve", "--data", str(folder), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--workers", str(workers)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode() if process.stdout else ""
+                raise AssertionError(f"the server did not start:\n{output}")
+            time.sleep(0.2)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("real")
+    simulate(WorldConfig(n_users=100, days=60, seed=2), folder)
+    store = ExperimentStore(Settings(tracking_uri=None).experiments_url_for(folder))
+    names, weights = parse_variants("control=50,treatment=50")
+    store.create(Experiment(key="banner", variants=names, weights=weights))
+    store.start("banner")
+    return folder
+
+
+def test_an_acknowledged_exposure_survives_a_sigkill(folder: Path) -> None:
+    url_of_store = Settings(tracking_uri=None).experiments_url_for(folder)
+    key = KeyStore(url_of_store).create("app")[1]
+    headers = {"Authorization": f"Bearer {key}"}
+    units = [f"unit{i:03d}" for i in range(40)]
+    with served(folder) as (process, url):
+        answers = [
+            httpx.get(f"{url}/v1/experiments/banner/assignment", params={"unit_id": u}, headers=headers)
+            for u in units
+        ]
+        assert all(a.status_code == 200 for a in answers), answers[0].text
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    logged = ExposureLog(url_of_store).read(experiment="banner")
+    enrolled = {a.json()["unit_id"]: a.json()["variant"] for a in answers if a.json()["variant"]}
+    assert enrolled and set(enrolled) == set(logged["unit_id"])
+    assert dict(zip(logged["unit_id"], logged["variant"], strict=True)) == enrolled
+    with served(folder) as (_, url):  # a new process on the same folder answers the same way
+        again = httpx.get(
+            f"{url}/v1/experiments/banner/assignment", params={"unit_id": units[0]}, headers=headers
+        )
+        assert again.json() == answers[0].json()
+
+
+def test_two_workers_serve_and_a_bad_key_is_refused(folder: Path) -> None:
+    key = KeyStore(Settings(tracking_uri=None).experiments_url_for(folder)).create("analyst")[1]
+    with served(folder, workers=2) as (_, url):
+        assert (
+            httpx.get(f"{url}/v1/experiments/banner/assignment", params={"unit_id": "u1"}).status_code == 401
+        )
+        wrong = httpx.get(
+            f"{url}/v1/experiments/banner/assignment",
+            params={"unit_id": "u1"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert wrong.status_code == 403 and key not in wrong.text
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503 and "recommender" in " ".join(ready.json()["problems"])
