@@ -18,15 +18,6 @@ LookbackOpt = Annotated[
 ]
 
 
-def _quiet_mlflow() -> None:
-    """Keep MLflow's own info lines and download bars out of the command's progress and summary."""
-    import logging
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-
 def _warn_drift(drifted: list[str]) -> None:
     if drifted:
         console.print(
@@ -53,7 +44,6 @@ def score_churn(
     """
     from userops.pipeline import score_outputs
 
-    _quiet_mlflow()
     with step("score churn") as started:
         uri = Settings().tracking_uri_for(data)
         with console.status("features, scores and reasons"):
@@ -108,7 +98,6 @@ def winback(
     from training.winback import WinbackFilters
     from userops.pipeline import score_outputs
 
-    _quiet_mlflow()
     with step("winback") as started:
         filters = WinbackFilters(top=top, segment=segment, min_value=min_value)
         uri = Settings().tracking_uri_for(data)
@@ -150,7 +139,6 @@ def pipeline(
     """
     from userops.pipeline import run_pipeline
 
-    _quiet_mlflow()
     with step("pipeline") as started:
         uri = Settings().tracking_uri_for(data)
         with console.status("pipeline") as status:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,15 @@ EXPECTED: tuple[type[Exception], ...] = (
 """The failures that are the user's to fix. Anything else is a bug and keeps its traceback."""
 
 
+def quiet_libraries() -> None:
+    """Keep MLflow's info lines and download bars out of a command's progress and summary.
+
+    MLflow sets its own logger's level when it is imported, so the level goes in through its variable.
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def fail(message: str) -> NoReturn:
     """Stop the command with a one-line reason and a non-zero exit code."""
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -51,6 +61,7 @@ def step(what: str) -> Iterator[float]:
     Yields:
         The start time (``time.perf_counter()``), for the summary.
     """
+    quiet_libraries()
     started = time.perf_counter()
     try:
         yield started
