@@ -135,16 +135,7 @@ def winback_list(
     frame["value_at_stake"] = frame["value_at_stake"].fillna(0.0)
     frame["expected_value_saved"] = frame["churn_risk"] * frame["value_at_stake"]
     frame["offer_id"] = ""
-    segment = filters.segment
-    if segment is not None:
-        known = set(frame["rfm_segment"].astype(str)) | set(frame["lifecycle_stage"].astype(str))
-        if segment not in known:
-            raise TrainingDataError(f"unknown segment {segment!r}; known here: {', '.join(sorted(known))}")
-        frame = frame.loc[(frame["rfm_segment"] == segment) | (frame["lifecycle_stage"] == segment)]
-    frame = frame.loc[frame["value_at_stake"] >= filters.min_value]
-    frame = frame.sort_values(["expected_value_saved", "user_id"], ascending=[False, True], ignore_index=True)
-    if filters.top is not None:
-        frame = frame.head(filters.top)
+    frame = filter_winback(frame, filters)
     extra = [c for c in ("expected_purchases", "expected_order_value") if c in frame]
     return frame[[*WINBACK_COLUMNS, *extra]].reset_index(drop=True)
 
