@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from training.registry import default_tracking_uri
+
 
 class SettingsError(Exception):
     """A setting the command or the service needs is missing or unusable."""
@@ -57,7 +59,7 @@ class Settings(BaseSettings):
         """The MLflow URI: the configured one, else the embedded SQLite store of the data folder."""
         if self.tracking_uri:
             return self.tracking_uri
-        return f"sqlite:///{self.data_dir(data).resolve() / 'mlflow.db'}"
+        return default_tracking_uri(self.data_dir(data))
 
     def experiments_url_for(self, data: Path | None = None) -> str:
         """The experiment store: the configured URL, else a SQLite file in the data folder."""
