@@ -137,6 +137,7 @@ def pipeline(
     and registered versions (MLFLOW_TRACKING_URI or DATA/mlflow.db; champion moves only when beaten on the
     same holdout), DATA/scores/churn_as_of=DATE.csv and DATA/winback/winback_as_of=DATE.csv.
     """
+    from userops.cmd_train import metrics_text
     from userops.pipeline import run_pipeline
 
     with step("pipeline") as started:
@@ -153,8 +154,7 @@ def pipeline(
         _warn_drift(report.drifted)
         trained: dict[str, object] = {}
         for outcome in report.outcomes:
-            model = outcome.metrics.loc["lightgbm"]
-            trained[f"{outcome.kind} holdout"] = "  ".join(f"{k} {v:.3f}" for k, v in model.items())
+            trained[f"{outcome.kind} holdout"] = metrics_text(outcome.metrics.loc["lightgbm"].items())
             trained[f"{outcome.kind} decision"] = outcome.decision
         summary("pipeline", {**trained, **report.rows, "tracking": uri}, started)
 

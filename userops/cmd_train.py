@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
 from datetime import date
 from enum import StrEnum
 from numbers import Integral
@@ -37,6 +38,11 @@ def _shown(value: object) -> str:
     return str(value)
 
 
+def metrics_text(metrics: Iterable[tuple[Hashable, object]]) -> str:
+    """One model's holdout metrics, as (name, value) pairs, on one line: ``roc_auc 0.742  brier 0.210``."""
+    return "  ".join(f"{k} {_shown(v)}" for k, v in metrics)
+
+
 def outcome_rows(outcome: TrainOutcome) -> dict[str, object]:
     """The summary of a training run: what it was fitted on, every model's holdout metrics, the decision."""
     rows: dict[str, object] = {key.replace("_", " "): _shown(value) for key, value in outcome.facts.items()}
@@ -44,7 +50,7 @@ def outcome_rows(outcome: TrainOutcome) -> dict[str, object]:
         rows["holdout"] = "no events on or after the date in the folder: no test-window evaluation"
     # object columns keep each metric's own type (user counts stay whole numbers)
     for name, metrics in outcome.metrics.astype(object).iterrows():
-        rows[f"holdout {name}"] = "  ".join(f"{k} {_shown(v)}" for k, v in metrics.items())
+        rows[f"holdout {name}"] = metrics_text(metrics.items())
     rows.update(
         {
             "run": outcome.run_id,
