@@ -67,7 +67,18 @@ SCHEMAS: dict[str, Schema] = {
     "offers": Schema(
         "offers",
         required={"offer_id": "id", "cost": "float"},
-        optional={"kind": "string", "cooldown_days": "float", "eligibility": "string"},
+        optional={
+            "kind": "string",
+            "cooldown_days": "float",
+            "max_per_user": "float",
+            # dates as text: a validity end in the future is the normal case, not a bad row
+            "valid_from": "string",
+            "valid_to": "string",
+            "eligible_stages": "string",
+            "eligible_segments": "string",
+            "min_value_at_stake": "float",
+            "eligibility": "string",
+        },
         key=("offer_id",),
     ),
     "exposures": Schema(
