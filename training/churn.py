@@ -12,7 +12,7 @@ validation slice (:func:`search_model`). Logging, registering and promoting the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -53,6 +53,23 @@ SEARCH_GRID: tuple[RiskParams, ...] = tuple(
     for cols, l2 in ((0.5, 1.0), (0.8, 10.0))
 )
 """Hyperparameters tried by :func:`search_model`, each scored on the validation slice (check users)."""
+
+
+PROPENSITY_DUPLICATES_CHURN = (
+    "skipped: the only activity in this data is purchases (and refunds), so the purchase-propensity "
+    "label is exactly the opposite of the churn label; the churn model already answers it"
+)
+"""Why a propensity model is not trained on such data (the run's decision, shown in the summary)."""
+
+
+def propensity_duplicates_churn(event_types: Iterable[object]) -> bool:
+    """Whether propensity's label is the complement of churn's on data with these event types.
+
+    Churn is "no event but a refund in the horizon", propensity "a purchase in the horizon": when every
+    event but a refund is a purchase, one is exactly ``1 -`` the other on the same population.
+    """
+    kinds = {t for t in event_types if isinstance(t, str)} - {"refund"}  # missing types are no activity
+    return kinds <= {"purchase"}
 
 
 def spec_for(kind: str) -> KindSpec:

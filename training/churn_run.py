@@ -10,9 +10,38 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from training.churn import ChurnOptions, train_kind
+import pandas as pd
+
+from training.churn import PROPENSITY_DUPLICATES_CHURN, ChurnOptions, propensity_duplicates_churn, train_kind
 from training.churn_mlflow import log_and_promote
 from training.results import TrainOutcome
+
+SKIPPED = "skipped"
+"""The alias of an outcome whose model was not trained (its ``decision`` says why)."""
+
+
+def skipped_propensity(data_dir: str | Path, as_of: date) -> TrainOutcome | None:
+    """The outcome of a propensity run that would duplicate churn on this folder (``None``: it would not).
+
+    Nothing is logged or registered for it; the summary shows the decision.
+    """
+    from features.contract import load_table
+
+    events = load_table(data_dir, "events", required=True)
+    assert events is not None
+    types = events.loc[events["ts"] < pd.Timestamp(as_of), "event_type"].unique()
+    if not propensity_duplicates_churn(types):
+        return None
+    return TrainOutcome(
+        kind="propensity",
+        run_id="",
+        model_uri="",
+        version="",
+        alias=SKIPPED,
+        decision=PROPENSITY_DUPLICATES_CHURN,
+        metrics=pd.DataFrame(),
+        facts={"event_types": ", ".join(sorted(str(t) for t in types))},
+    )
 
 
 def train_and_register(
@@ -28,7 +57,9 @@ def train_and_register(
     """Train ``kind`` as of ``as_of``, log the run to MLflow (experiment ``kind``) and promote it.
 
     The new version becomes ``champion`` only if its holdout ROC-AUC beats the current champion's,
-    re-scored on the same holdout; otherwise ``challenger``.
+    re-scored on the same holdout; otherwise ``challenger``. A propensity model on data whose only activity
+    is purchases is not trained (its label would be the complement of churn's): the outcome's alias is
+    :data:`SKIPPED`, its metrics empty and its decision says why.
 
     Args:
         data_dir: Data folder (artifacts go to ``data_dir/mlartifacts``).
@@ -47,5 +78,7 @@ def train_and_register(
     Raises:
         TrainingDataError: The data cannot train it (too few usable back-test dates, one outcome only, ...).
     """
+    if kind == "propensity" and (skipped := skipped_propensity(data_dir, as_of)) is not None:
+        return skipped
     result = train_kind(data_dir, as_of, horizon=horizon, kind=kind, options=options, progress=progress)
     return log_and_promote(result, data_dir=data_dir, tracking_uri=tracking_uri)
