@@ -154,7 +154,8 @@ def pipeline(
         _warn_drift(report.drifted)
         trained: dict[str, object] = {}
         for outcome in report.outcomes:
-            trained[f"{outcome.kind} holdout"] = metrics_text(outcome.metrics.loc["lightgbm"].items())
+            if not outcome.metrics.empty:  # a skipped propensity model has only its decision
+                trained[f"{outcome.kind} holdout"] = metrics_text(outcome.metrics.loc["lightgbm"].items())
             trained[f"{outcome.kind} decision"] = outcome.decision
         summary("pipeline", {**trained, **report.rows, "tracking": uri}, started)
 

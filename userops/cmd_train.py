@@ -46,7 +46,7 @@ def metrics_text(metrics: Iterable[tuple[Hashable, object]]) -> str:
 def outcome_rows(outcome: TrainOutcome) -> dict[str, object]:
     """The summary of a training run: what it was fitted on, every model's holdout metrics, the decision."""
     rows: dict[str, object] = {key.replace("_", " "): _shown(value) for key, value in outcome.facts.items()}
-    if outcome.metrics.empty:
+    if outcome.metrics.empty and outcome.version:  # a skipped model has no run and no holdout
         rows["holdout"] = "no events on or after the date in the folder: no test-window evaluation"
     # object columns keep each metric's own type (user counts stay whole numbers)
     for name, metrics in outcome.metrics.astype(object).iterrows():
