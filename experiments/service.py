@@ -20,6 +20,9 @@ from experiments.options import AnalysisOptions
 from experiments.over_time import effect_over_time
 from experiments.store import ExperimentStore
 
+ROLLOUT_BASELINE = "champion"
+"""The baseline of a model rollout, whose variants are registry aliases rather than ``control``."""
+
 
 def assign_units(
     *,
@@ -131,8 +134,9 @@ def analyze_folder(
     """Analyse an experiment from the data folder's ``exposures`` and ``events`` tables.
 
     When the experiment is defined in ``store``, its variant shares drive the sample-ratio check, and
-    when the options name no metric, its metrics and guardrails are used. Otherwise shares are equal and
-    the metrics default to ``conversion, revenue, orders``.
+    when the options name no metric, its metrics and guardrails are used. A model rollout (variants
+    ``champion``, ``challenger``, ... and no ``control``) is read against ``champion``. Otherwise
+    shares are equal and the metrics default to ``conversion, revenue, orders``.
 
     Args:
         data_dir: The data folder.
@@ -153,6 +157,8 @@ def analyze_folder(
     shares = None
     if definition is not None:
         shares = dict(zip(definition.variants, definition.design().bucket_shares().tolist(), strict=True))
+        if options.control not in definition.variants and ROLLOUT_BASELINE in definition.variants:
+            options = dataclasses.replace(options, control=ROLLOUT_BASELINE)
         if not options.metrics:
             options = dataclasses.replace(
                 options,

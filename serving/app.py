@@ -13,8 +13,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -39,6 +40,32 @@ def _printable(value: object) -> object:
 
 MAX_BODY = 1_000_000
 """Request bodies above this many bytes are refused with 413."""
+TOO_LARGE = f"the request body is over {MAX_BODY:,} bytes"
+
+
+class BodyLimit:
+    """Refuse a body over ``MAX_BODY`` bytes with 413 however it comes: with a ``Content-Length`` that says
+    so (before anything is read), or in chunks that add up to more (as soon as they do)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal received
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY:  # an HTTP error raised while the body is read becomes the 413
+                    raise HTTPException(status_code=413, detail=TOO_LARGE)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
@@ -64,7 +91,7 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
         app.state.experiments = ExperimentStore(url)
         app.state.exposures = ExposureLog(url)
         app.state.keys = KeyStore(url)
-        app.state.models = ModelHolder(settings, folder)
+        app.state.models = ModelHolder(settings, folder, app.state.experiments)
         yield
 
     app = FastAPI(
@@ -74,6 +101,8 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
+    app.add_middleware(BodyLimit)
+
     @app.middleware("http")
     async def measure_and_guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -81,9 +110,7 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
         started = time.perf_counter()
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            response: Response = JSONResponse(
-                {"detail": f"the request body is over {MAX_BODY:,} bytes"}, status_code=413
-            )
+            response: Response = JSONResponse({"detail": TOO_LARGE}, status_code=413)
         else:
             response = await call_next(request)
         route = request.scope.get("route")

@@ -116,7 +116,7 @@ def record_events(
     *,
     data: Path,
     events: Sequence[Mapping[str, Any]],
-    recommender: Recommender | None = None,
+    recommenders: Sequence[Recommender] = (),
     now: datetime | None = None,
 ) -> Recorded:
     """Check a batch of events, store the good ones and add them to the served recommender.
@@ -127,7 +127,7 @@ def record_events(
         data: The data folder.
         events: Rows with ``user_id``, ``ts`` (ISO 8601; without an offset, UTC), ``event_type`` and
             optionally ``item_id``, ``amount``, ``session_id``.
-        recommender: The served recommender to update at once (None: none is loaded).
+        recommenders: The served recommenders to update at once (the champion and any rollout variant).
         now: Timestamps after this are refused as in the future (default: the current time; a naive
             one is UTC).
 
@@ -147,6 +147,7 @@ def record_events(
         for row, reason in zip(quarantine["source_row"], quarantine["reason"], strict=True)
     ]
     path = write_incoming(data, good, now=now) if len(good) else None
-    if recommender is not None and len(good):
-        add_to_recommender(recommender, good)
+    if len(good):
+        for recommender in recommenders:
+            add_to_recommender(recommender, good)
     return Recorded(accepted=len(good), rejected=rejected, path=path)

@@ -30,6 +30,7 @@ from serving.settings import Settings
 from training.errors import ModelNotFoundError, TrainingError
 
 if TYPE_CHECKING:
+    from experiments.store import ExperimentStore
     from training.recommenders.service import Recommender
 
 log = logging.getLogger("userops.serving")
@@ -128,6 +129,20 @@ class RiskScores:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """A running experiment whose variants are registry aliases of the recommender (``champion``,
+    ``challenger``, ...): each user is assigned a variant and answered by that alias's model.
+
+    Attributes:
+        experiment: The experiment's key.
+        models: Variant (= alias) → the loaded recommender and its version.
+    """
+
+    experiment: str
+    models: dict[str, tuple[Recommender, ModelInfo]]
+
+
+@dataclass(frozen=True)
 class Loaded:
     """One consistent set of what the endpoints read: models, their versions, the online store, and the
     churn scores of the online snapshot's population (``None`` when they could not be made)."""
@@ -139,6 +154,16 @@ class Loaded:
     problems: tuple[str, ...] = field(default=())
     churn: RiskScores | None = None
     churn_info: ModelInfo = field(default=ModelInfo("churn", None))
+    rollout: Rollout | None = None
+
+    @property
+    def recommenders(self) -> list[Recommender]:
+        """Every recommender served: the champion and each rollout variant's model, once each."""
+        found = [self.recommender] if self.recommender is not None else []
+        if self.rollout is not None:
+            found += [model for model, _ in self.rollout.models.values()]
+        unique: dict[int, Recommender] = {id(model): model for model in found}
+        return list(unique.values())
 
     @property
     def ready(self) -> bool:
@@ -156,7 +181,59 @@ def _registered_version(tracking_uri: str, name: str, alias: str) -> str | None:
         return None
 
 
-def load_all(settings: Settings, data: Path) -> Loaded:
+def _aliases(tracking_uri: str, name: str) -> dict[str, str]:
+    """Alias → version of a registered model (empty when it is not registered)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    try:
+        return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+    except mlflow.exceptions.MlflowException:
+        return {}
+
+
+def load_rollout(
+    tracking_uri: str,
+    experiments: ExperimentStore,
+    champion: tuple[Recommender, ModelInfo] | None,
+) -> tuple[Rollout | None, list[str]]:
+    """The running recommender rollout, if any: the first running experiment (by key) whose every
+    variant is an alias of the registered ``recommender``, with each alias's model loaded.
+
+    Returns:
+        The rollout (``None`` when no experiment routes the recommender) and what could not be loaded.
+    """
+    from experiments.errors import ExperimentsError
+    from training.recommend import load_recommender
+
+    aliases = _aliases(tracking_uri, "recommender")
+    if not aliases:
+        return None, []
+    try:
+        running = experiments.list_experiments(status="running")
+    except ExperimentsError as error:
+        return None, [f"the experiment store cannot be read: {error}"]
+    routing = [e for e in running if set(e.variants) <= set(aliases)]
+    if not routing:
+        return None, []
+    if len(routing) > 1:
+        others = ", ".join(e.key for e in routing[1:])
+        log.warning("several recommender rollouts are running; %s routes, not %s", routing[0].key, others)
+    chosen = routing[0]
+    models: dict[str, tuple[Recommender, ModelInfo]] = {}
+    for alias in chosen.variants:
+        info = ModelInfo("recommender", aliases[alias], alias)
+        if champion is not None and alias == "champion" and champion[1].version == aliases[alias]:
+            models[alias] = (champion[0], info)
+            continue
+        try:
+            models[alias] = (load_recommender(f"models:/recommender@{alias}"), info)
+        except ModelNotFoundError as error:
+            return None, [f"rollout {chosen.key!r}: {error}"]
+    return Rollout(experiment=chosen.key, models=models), []
+
+
+def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None = None) -> Loaded:
     """Load the champions and open the stores; what is missing is listed in ``problems``, never raised."""
     from training.recommend import load_recommender
     from training.registry import connect
@@ -177,6 +254,16 @@ def load_all(settings: Settings, data: Path) -> Loaded:
         RedisStore.from_url(settings.redis_url) if settings.redis_url else default_store(data)
     )
     churn, churn_info, churn_problems = load_churn_scores(uri, data, online)
+    rollout, rollout_problems = (
+        load_rollout(
+            uri,
+            experiments,
+            (recommender, ModelInfo("recommender", version)) if recommender is not None else None,
+        )
+        if experiments is not None
+        else (None, [])
+    )
+    problems += rollout_problems
     return Loaded(
         recommender=recommender,
         recommender_info=ModelInfo("recommender", version),
@@ -185,6 +272,7 @@ def load_all(settings: Settings, data: Path) -> Loaded:
         problems=(*problems, *churn_problems),
         churn=churn,
         churn_info=churn_info,
+        rollout=rollout,
     )
 
 
@@ -245,14 +333,15 @@ def load_churn_scores(
 class ModelHolder:
     """The worker's current :class:`Loaded`, replaced whole on reload."""
 
-    def __init__(self, settings: Settings, data: Path) -> None:
+    def __init__(self, settings: Settings, data: Path, experiments: ExperimentStore | None = None) -> None:
         self.settings = settings
         self.data = data
+        self.experiments = experiments
         self.marker = data / RELOAD_MARKER
         self._lock = threading.Lock()
         self._seen = self._stamp()
         self._checked = time.monotonic()
-        self.current = load_all(settings, data)
+        self.current = load_all(settings, data, experiments)
 
     def _stamp(self) -> float:
         try:
@@ -265,7 +354,7 @@ class ModelHolder:
         self.marker.touch()
         with self._lock:
             self._seen = self._stamp()
-            self.current = load_all(self.settings, self.data)
+            self.current = load_all(self.settings, self.data, self.experiments)
         log.info(
             "reloaded: recommender version %s, churn version %s",
             self.current.recommender_info.version,
@@ -283,5 +372,5 @@ class ModelHolder:
                 with self._lock:
                     if stamp != self._seen:
                         self._seen = stamp
-                        self.current = load_all(self.settings, self.data)
+                        self.current = load_all(self.settings, self.data, self.experiments)
         return self.current

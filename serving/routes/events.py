@@ -78,7 +78,7 @@ def post_events(batch: EventBatch, loaded: ModelsDep, data: DataDirDep, _: AppCa
     recorded = record_events(
         data=data,
         events=[event.model_dump() for event in batch.events],
-        recommender=loaded.recommender,
+        recommenders=loaded.recommenders,
     )
     return EventsAccepted(
         accepted=recorded.accepted,

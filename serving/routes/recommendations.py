@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from serving.deps import AppCaller, ModelsDep
+from experiments.errors import StoreError
+from experiments.service import assign_units
+from serving.deps import AppCaller, ExperimentStoreDep, ExposureLogDep, ModelsDep
 from serving.errors import NotReadyError
-from serving.models import Loaded
+from serving.models import Loaded, ModelInfo
 from serving.params import ID_PATTERN, ItemIdPath, KQuery, UserIdPath
 
 if TYPE_CHECKING:
@@ -36,7 +38,15 @@ class UserRecommendations(BaseModel):
     items: list[ScoredItem]
     source: str = Field(description="`model`, or `fallback` (popularity) for a user the model does not know")
     model: ModelRef
-    experiment: str | None = Field(None, description="The experiment variant that routed this user, if any.")
+    experiment: str | None = Field(
+        None,
+        description="The variant (a registry alias) when a recommender rollout experiment routed this user; "
+        "its exposure is logged before the answer.",
+        examples=["challenger"],
+    )
+    experiment_key: str | None = Field(
+        None, description="The rollout experiment that routed this user, if any.", examples=["ranker_rollout"]
+    )
 
 
 class SimilarItems(BaseModel):
@@ -50,10 +60,30 @@ def _recommender(loaded: Loaded) -> Recommender:
     return loaded.recommender
 
 
+def _routed(
+    loaded: Loaded, user_id: str, store: ExperimentStoreDep, log: ExposureLogDep
+) -> tuple[Recommender, ModelInfo, str | None]:
+    """The model that answers this user: a rollout variant's when a rollout enrols them (exposure
+    logged first), else the champion."""
+    rollout = loaded.rollout
+    if rollout is not None:
+        try:
+            frame = assign_units(store=store, experiment=rollout.experiment, unit_ids=[user_id], log=log)
+        except StoreError:  # stopped or deleted since the models were loaded: the champion answers
+            frame = None
+        variant = str(frame["variant"].iloc[0]) if frame is not None else ""
+        if variant in rollout.models:
+            model, info = rollout.models[variant]
+            return model, info, variant
+    return _recommender(loaded), loaded.recommender_info, None
+
+
 @router.get("/users/{user_id}/recommendations", summary="Top-k items for one user, filters applied.")
 def recommendations(
     user_id: UserIdPath,
     loaded: ModelsDep,
+    store: ExperimentStoreDep,
+    log: ExposureLogDep,
     _: AppCaller,
     k: KQuery = 10,
     category: Annotated[
@@ -62,16 +92,17 @@ def recommendations(
     ] = None,
     exclude_purchased: Annotated[bool, Query(description="Leave out what the user bought.")] = True,
 ) -> UserRecommendations:
-    rec = _recommender(loaded).recommend(
+    model, info, variant = _routed(loaded, user_id, store, log)
+    rec = model.recommend(
         user_id, k, exclude_bought=exclude_purchased, include_categories=[category] if category else None
     )
-    info = loaded.recommender_info
     return UserRecommendations(
         user_id=user_id,
         items=[ScoredItem(item_id=i, score=s) for i, s in zip(rec.item_ids, rec.scores, strict=True)],
         source=rec.source,
         model=ModelRef(name=info.name, version=info.version, alias=info.alias),
-        experiment=None,
+        experiment=variant,
+        experiment_key=loaded.rollout.experiment if variant is not None and loaded.rollout else None,
     )
 
 

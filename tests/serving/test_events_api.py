@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -169,6 +169,17 @@ def test_keys_and_roles_and_the_body_limit(api: Served) -> None:
         "/v1/events", content=big, headers={**api.headers("app"), "Content-Type": "application/json"}
     )
     assert answer.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the size is only known while reading
+        yield b'{"events": [], "pad": "'
+        for _ in range(11):
+            yield b"x" * 100_000
+        yield b'"}'
+
+    answer = api.client.post(
+        "/v1/events", content=chunks(), headers={**api.headers("app"), "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413 and "1,000,000 bytes" in answer.json()["detail"]
 
 
 def test_the_schema_documents_the_endpoint_with_examples(api: Served) -> None:
