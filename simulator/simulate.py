@@ -53,6 +53,7 @@ from simulator.world import (
     WorldConfig,
     hazard,
     offer_tau,
+    trend_shift,
     visit_probability,
 )
 
@@ -210,6 +211,7 @@ def simulate(cfg: WorldConfig, out: str | Path, progress: bool = False) -> dict[
             t - users.signup_day[at_risk],
             bad[at_risk],
             tau[at_risk],
+            trend_shift(cfg, t),
         )
         leaving = at_risk[rng.random(len(at_risk)) < h]
         alive[leaving] = False

@@ -22,6 +22,7 @@ from simulator.world import (
     WorldConfig,
     hazard,
     offer_tau,
+    trend_shift,
     visit_probability,
 )
 
@@ -60,6 +61,7 @@ def _no_activity(  # noqa: PLR0913 - private: the state and both offer windows, 
             j - truth["signup_day"].to_numpy(),
             bad_start * RHO ** (j - day),
             np.asarray(tau_j),
+            trend_shift(cfg, j),
         )
         v = visit_probability(cfg, e, j, kappa_j)
         b = np.minimum(0.95, truth["buy_prob"].to_numpy() * (1 + np.asarray(kappa_j)))

@@ -49,6 +49,8 @@ class WorldConfig:
         explore: Share of views drawn from global popularity instead of the user's tastes.
         campaign_day: Day of the randomized offer campaign (default: 55% into the span; -1 for none).
         uplift_horizon: Days over which the true uplift of an offer on retention is measured.
+        churn_trend: Change of every user's log churn hazard per 365 days (0: no trend; 0.7 roughly
+            doubles the hazard over a year), so the churn rate moves between as-of dates.
     """
 
     n_users: int = 2000
@@ -62,6 +64,7 @@ class WorldConfig:
     explore: float = 0.15
     campaign_day: int = 0
     uplift_horizon: int = 90
+    churn_trend: float = 0.0
 
     def resolved(self) -> WorldConfig:
         """The config with defaults that depend on size filled in."""
@@ -75,11 +78,22 @@ def _day_of_week(cfg: WorldConfig, day: np.ndarray | int) -> np.ndarray:
 
 
 def hazard(
-    h0: np.ndarray, engagement: np.ndarray, tenure: np.ndarray, bad: np.ndarray, tau: np.ndarray
+    h0: np.ndarray,
+    engagement: np.ndarray,
+    tenure: np.ndarray,
+    bad: np.ndarray,
+    tau: np.ndarray,
+    trend: float = 0.0,
 ) -> np.ndarray:
-    """Daily probability that an alive user leaves (see the module docstring)."""
-    rate = h0 * engagement**-0.7 * (1 + 2 * np.exp(-tenure / 30)) * np.exp(0.6 * bad - tau)
+    """Daily probability that an alive user leaves (see the module docstring); ``trend`` shifts the log
+    hazard of everyone (:func:`trend_shift`)."""
+    rate = h0 * engagement**-0.7 * (1 + 2 * np.exp(-tenure / 30)) * np.exp(0.6 * bad - tau + trend)
     return np.asarray(np.minimum(1 - np.exp(-rate), 0.5))
+
+
+def trend_shift(cfg: WorldConfig, day: int) -> float:
+    """The shift of every log hazard on ``day``: ``churn_trend · day / 365``."""
+    return cfg.churn_trend * day / 365.0
 
 
 def visit_probability(
