@@ -7,6 +7,7 @@ never dropped silently: :func:`validate` returns it in a quarantine frame with o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,16 +92,38 @@ SCHEMAS: dict[str, Schema] = {
 MISSING = "missing {col}"
 UNPARSABLE_TS = "unparsable {col}"
 FUTURE_TS = "{col} in the future"
+NON_FINITE = "non-finite {col}"
+TOO_LARGE = "{col} too large (10^12 or more)"
+UNPARSABLE_NUMBER = "unparsable {col}"
 UNKNOWN_EVENT_TYPE = "unknown event_type"
 NEGATIVE_AMOUNT = "negative amount on purchase"
-UNPARSABLE_NUMBER = "unparsable {col}"
+LONG_ID = "{col} over 128 characters"
+CONTROL_CHARACTERS = "{col} has control characters"
 DUPLICATE = "duplicate row"
+REASONS: tuple[str, ...] = (
+    MISSING,
+    UNPARSABLE_TS,
+    FUTURE_TS,
+    NON_FINITE,
+    TOO_LARGE,
+    UNPARSABLE_NUMBER,
+    UNKNOWN_EVENT_TYPE,
+    NEGATIVE_AMOUNT,
+    LONG_ID,
+    CONTROL_CHARACTERS,
+    DUPLICATE,
+)
+"""Every reason a row is quarantined for, in the order they are checked (``{col}`` is the column)."""
+MAX_ID_CHARS = 128
+"""The longest id the product takes, in characters."""
+MAX_NUMBER = 1e12
+"""Numbers (amounts, prices, costs) must be smaller than this in size."""
 
 
 def _as_id(values: pd.Series) -> pd.Series:
     """Ids as strings; floats that are whole numbers (CSV readers love them) lose their ``.0``."""
     if pd.api.types.is_float_dtype(values):
-        whole = values.notna() & (values == np.floor(values.fillna(0)))
+        whole = values.notna() & (values == np.floor(values.fillna(0))) & (values.abs() < 2**53)
         out = values.astype("string")
         out[whole] = values[whole].astype("int64").astype("string")
         return out
@@ -108,15 +131,77 @@ def _as_id(values: pd.Series) -> pd.Series:
     return out.mask(out == "")
 
 
-def _as_timestamp(values: pd.Series) -> pd.Series:
-    """Timestamps as naive UTC; tz-aware input is converted, strings are parsed (bad ones become NaT)."""
+ISO_8601 = "ISO8601"
+"""pandas' name for the default timestamp rule: ISO 8601 dates and times, with or without an offset."""
+_OFFSET = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+"""A time of day that carries its UTC offset (``10:00Z``, ``10:00:00+02:00``)."""
+_DAY_MONTH = re.compile(r"^\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
+"""A date written with the day and month as bare numbers (``01/02/2025``): either could come first."""
+
+
+def parse_times(values: pd.Series, *, fmt: str | None = None, tz: str = "UTC") -> pd.Series:
+    """Timestamps as naive UTC under one rule for the whole column; a value that breaks it becomes NaT.
+
+    Args:
+        values: A column as read (text, or times already typed by the file).
+        fmt: A strftime pattern every value must match (default: ISO 8601).
+        tz: Time zone of values that carry no offset.
+
+    Returns:
+        ``datetime64[us]`` values (naive, UTC).
+    """
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         naive: pd.Series = values.dt.tz_convert("UTC").dt.tz_localize(None)
         return naive.astype("datetime64[us]")
     if pd.api.types.is_datetime64_any_dtype(values):
-        return values.astype("datetime64[us]")
-    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-    return parsed.dt.tz_localize(None).astype("datetime64[us]")
+        parsed = values.astype("datetime64[us]")
+        aware = pd.Series(False, index=values.index)
+    else:
+        text = values.astype("string").str.strip()
+        parsed = pd.to_datetime(text, format=fmt or ISO_8601, errors="coerce", utc=True)
+        parsed = parsed.dt.tz_localize(None).astype("datetime64[us]")
+        aware = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+    if tz != "UTC" and (~aware).any():
+        # Ambiguous autumn hours are read as summer time; spring's missing hour moves forward.
+        local = parsed[~aware].dt.tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+        parsed = parsed.copy()
+        parsed[~aware] = local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
+    return parsed.astype("datetime64[us]")
+
+
+def check_time_rule(values: pd.Series, parsed: pd.Series, where: str, *, fmt: str | None = None) -> None:
+    """Refuse a column that mostly does not follow the timestamp rule (a few strays are quarantined).
+
+    Args:
+        values: The column as read.
+        parsed: :func:`parse_times` of it.
+        where: The file and column, for the message.
+        fmt: The ``--ts-format`` given, if any.
+
+    Raises:
+        ContractError: More than half of the non-empty values break the rule; the message names
+            ``--ts-format`` (and says when day and month could be either way round).
+    """
+    given = values.notna() & (values.astype("string").str.strip() != "").fillna(False)
+    broken = given & parsed.isna()
+    if not given.any() or broken.sum() * 2 <= given.sum():
+        return
+    example = str(values[broken].iloc[0])
+    rule = f"the --ts-format {fmt!r}" if fmt else "ISO 8601 (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)"
+    if fmt is None and _DAY_MONTH.match(example):
+        hint = (
+            "day and month could be either way round; say which with --ts-format, "
+            "e.g. --ts-format '%d/%m/%Y %H:%M' or '%m/%d/%Y %H:%M'"
+        )
+    else:
+        hint = "give their pattern with --ts-format, e.g. --ts-format '%d.%m.%Y %H:%M'"
+    count = f"{int(broken.sum())} of {int(given.sum())} values"
+    raise ContractError(f"{where}: {count} are not {rule} (one is {example!r}); {hint}")
+
+
+def _as_timestamp(values: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC by the default rule (ISO 8601); values that break it become NaT."""
+    return parse_times(values)
 
 
 def coerce(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
@@ -158,45 +243,93 @@ def coerce(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _non_finite(values: pd.Series, *, sent: bool = False) -> pd.Series:
+    """Numbers given as infinite or NaN.
+
+    In a float column NaN is how a file marks a missing value, so there only infinities count; in text
+    (a CSV read as text) ``NaN`` was written out as such; with ``sent``, the column holds rows as an app
+    sent them (decoded JSON: a value left out is None), so a float NaN there was sent as such.
+    """
+    number = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    bad = np.isinf(number)
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        written = values.astype("string").str.strip().str.lower().isin(["nan", "+nan", "-nan"])
+        bad |= written.fillna(False).to_numpy(dtype=bool)
+    if sent and values.dtype == object:
+        bad |= np.array([isinstance(v, float) and np.isnan(v) for v in values], dtype=bool)
+    return pd.Series(bad, index=values.index)
+
+
+def _id_flags(values: pd.Series, col: str) -> pd.Series:
+    """The id rule: at most :data:`MAX_ID_CHARS` characters, no control characters (reason or NA)."""
+    text = values.astype("string")
+    out = pd.Series(pd.NA, index=values.index, dtype="string")
+    control = text.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False).astype(bool)
+    long = (text.str.strip().str.len() > MAX_ID_CHARS).fillna(False).astype(bool)
+    out[long] = LONG_ID.format(col=col)
+    out[control & ~long] = CONTROL_CHARACTERS.format(col=col)
+    return out
+
+
 def validate(
     name: str,
     frame: pd.DataFrame,
     *,
     now: pd.Timestamp | None = None,
     event_types: tuple[str, ...] | None = EVENT_TYPES,
+    parsed: dict[str, pd.Series] | None = None,
+    sent: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a contract table into good rows and quarantined rows.
+
+    The rules, in the order a row's reason is chosen: required values present; timestamps that follow
+    the column's rule and are not in the future; numbers finite, below 10^12 in size and parsable; event
+    types from the contract's vocabulary; no negative purchase amount; ids at most 128 characters
+    without control characters (the same rule the API applies to events sent to it); no duplicate row.
 
     Args:
         name: Contract table name (``events``, ``users``, ...).
         frame: Raw rows; columns already carry contract names.
         now: Timestamps after this are "in the future" (default: the current UTC time).
         event_types: Allowed event types; ``None`` accepts any.
+        parsed: Timestamp columns already parsed by their rule (:func:`parse_times` with a format or a
+            time zone); other timestamp columns are read as ISO 8601 in UTC.
+        sent: The rows are as an app sent them (a float NaN was sent as such, not left out).
 
     Returns:
         ``(good, quarantine)``: good rows in contract types, and the bad rows as they came in with a
         ``reason`` column and ``source_row`` (0-based position in ``frame``).
+
+    Raises:
+        ContractError: A required column is missing, or a column name appears twice.
     """
     schema = SCHEMAS[name]
     typed = coerce(schema, frame)
+    for col, values in (parsed or {}).items():
+        typed[col] = values.to_numpy()
     now = now if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
     reason = pd.Series(pd.NA, index=frame.index, dtype="string")
 
     def flag(mask: pd.Series, text: str) -> None:
-        reason[mask & reason.isna()] = text
+        reason[mask.to_numpy(dtype=bool) & reason.isna().to_numpy()] = text
 
-    for col, kind in schema.required.items():
-        raw_missing = frame[col].isna() | (frame[col].astype("string").str.strip() == "")
-        flag(raw_missing, MISSING.format(col=col))
-        if kind == "timestamp":
-            flag(typed[col].isna(), UNPARSABLE_TS.format(col=col))
-        elif kind == "float":
-            flag(typed[col].isna(), UNPARSABLE_NUMBER.format(col=col))
+    given = {
+        col: frame[col].notna() & (frame[col].astype("string").str.strip() != "").fillna(False)
+        for col in schema.columns
+        if col in frame.columns
+    }
+    for col in schema.required:
+        flag(~given[col], MISSING.format(col=col))
     for col, kind in schema.columns.items():
-        if kind == "timestamp" and col in typed:
-            flag(typed[col] > now, FUTURE_TS.format(col=col))
-        if kind == "float" and col in typed and col not in schema.required:
-            flag(frame[col].notna() & typed[col].isna(), UNPARSABLE_NUMBER.format(col=col))
+        if col not in typed.columns:
+            continue
+        if kind == "timestamp":
+            flag(given[col] & typed[col].isna(), UNPARSABLE_TS.format(col=col))
+            flag((typed[col] > now).fillna(False), FUTURE_TS.format(col=col))
+        elif kind == "float":
+            flag(_non_finite(frame[col], sent=sent), NON_FINITE.format(col=col))
+            flag((typed[col].abs() >= MAX_NUMBER).fillna(False), TOO_LARGE.format(col=col))
+            flag(given[col] & typed[col].isna(), UNPARSABLE_NUMBER.format(col=col))
     if name == "events":
         if event_types is not None:
             flag(~typed["event_type"].isin(event_types).fillna(False), UNKNOWN_EVENT_TYPE)
@@ -205,6 +338,11 @@ def validate(
                 (typed["event_type"] == "purchase").fillna(False) & (typed["amount"] < 0).fillna(False),
                 NEGATIVE_AMOUNT,
             )
+    for col, kind in schema.columns.items():
+        if kind == "id" and col in frame.columns:
+            ids = _id_flags(frame[col], col)
+            for text in ids.dropna().unique():
+                flag((ids == text).fillna(False), str(text))
     # Duplicates are judged among rows that are otherwise good; the first copy is kept.
     ok = reason.isna()
     dup_cols = list(schema.key) if schema.key else list(typed.columns)
@@ -295,7 +433,8 @@ def read_raw(path: str | Path) -> pd.DataFrame:
         raise ContractError(f"{path}: unknown file kind {path.suffix!r}; use .parquet or .csv")
     check_not_parquet(path)
     try:
-        frame: pd.DataFrame = pd.read_csv(path, dtype=str, keep_default_na=True)
+        # only an empty field is missing: "NaN", "NA" or "null" written out are values to be judged
+        frame: pd.DataFrame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except READ_ERRORS as exc:
         raise ContractError(f"{path}: cannot be read as CSV: {first_line(exc)}") from exc
     return frame
@@ -401,11 +540,6 @@ def is_checked(path: str | Path, name: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- incoming
-MAX_ID_CHARS = 128
-"""The longest id the product takes, in characters."""
-LONG_ID = "{col} over 128 characters"
-CONTROL_CHARACTERS = "{col} has control characters"
-NON_FINITE = "non-finite {col}"
 INCOMING = "incoming"
 """Folder of a data folder holding events that arrive a batch at a time (``POST /v1/events``): one checked
 Parquet file per batch, named ``events-<UTC time>-<uuid>.parquet``, read together with the events table."""
@@ -423,30 +557,16 @@ INCOMING_SCHEMA = pa.schema(
 """The columns and types of every incoming file (one schema, so they are read as one table)."""
 
 
-def _non_finite(values: pd.Series) -> pd.Series:
-    """Numbers given as infinite or NaN.
-
-    In a float column NaN is how a file marks a missing value, so there only infinities count; in a column
-    of Python objects (rows as sent, e.g. decoded JSON) a NaN was sent as such.
-    """
-    number = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
-    bad = np.isinf(number)
-    if values.dtype == object:
-        bad |= np.array([isinstance(v, float) and np.isnan(v) for v in values], dtype=bool)
-    return pd.Series(bad, index=values.index)
-
-
 def validate_events(
     frame: pd.DataFrame,
     *,
     now: pd.Timestamp | None = None,
     event_types: tuple[str, ...] | None = EVENT_TYPES,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`validate` events, plus the rules for ids and numbers that arrive row by row from apps.
+    """:func:`validate` events: the one check that ``ingest`` and the API's ``POST /v1/events`` share.
 
-    An id longer than :data:`MAX_ID_CHARS` or holding a control character, and an infinite (or NaN sent
-    as such) number, is quarantined too. A row keeps the contract's own reason first (missing,
-    unparsable, in the future, unknown type, negative amount), then these, then ``duplicate row``.
+    Ids over :data:`MAX_ID_CHARS` characters or with control characters, and infinite, NaN (sent or
+    written as such) or too large numbers, are quarantined with the other rules' reasons.
 
     Args:
         frame: Raw event rows; columns already carry contract names.
@@ -459,37 +579,7 @@ def validate_events(
     Raises:
         ContractError: A required column is missing.
     """
-    good, quarantine = validate("events", frame, now=now, event_types=event_types)
-    schema = SCHEMAS["events"]
-    extra = pd.Series(pd.NA, index=frame.index, dtype="string")
-    for col, kind in schema.columns.items():
-        if col not in frame.columns:
-            continue
-        if kind == "id":
-            text = frame[col].astype("string")
-            extra[(text.str.strip().str.len() > MAX_ID_CHARS).fillna(False) & extra.isna()] = LONG_ID.format(
-                col=col
-            )
-            control = text.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False)
-            extra[control & extra.isna()] = CONTROL_CHARACTERS.format(col=col)
-        elif kind == "float":
-            extra[_non_finite(frame[col]) & extra.isna()] = NON_FINITE.format(col=col)
-    positions = np.flatnonzero(extra.notna().to_numpy())
-    if not len(positions):
-        return good, quarantine
-    reason = pd.Series(pd.NA, index=range(len(frame)), dtype="string")
-    reason[quarantine["source_row"].to_numpy()] = quarantine["reason"].to_numpy()
-    was_good = reason.isna().to_numpy()
-    # a duplicate copies a row that breaks these rules too, so it gets their reason
-    override = reason.isna() | (reason == DUPLICATE)
-    new = extra.reset_index(drop=True)
-    reason[override & new.notna()] = new[override & new.notna()]
-    drop = np.isin(np.flatnonzero(was_good), positions)  # good rows (in order) that now break a rule
-    bad = reason.notna().to_numpy()
-    out = frame.loc[bad].copy()
-    out.insert(0, "source_row", np.flatnonzero(bad))
-    out.insert(0, "reason", reason[bad].astype(str).to_numpy())
-    return good.loc[~drop].reset_index(drop=True), out.reset_index(drop=True)
+    return validate("events", frame, now=now, event_types=event_types, sent=True)
 
 
 def incoming_paths(data_dir: str | Path) -> list[Path]:

@@ -35,7 +35,7 @@ def simulate(
         summary("simulated world", {**{f"{k} rows": v for k, v in counts.items()}, "output": out}, started)
 
 
-def ingest(
+def ingest(  # noqa: PLR0913 - one parameter per command-line option (Typer reads them from the signature)
     events: Annotated[Path, typer.Option("--events", help="Events file (.csv or .parquet).")],
     out: Annotated[Path, typer.Option("--out", help="Data folder to write.")],
     users: Annotated[Path | None, typer.Option("--users", help="Users file (.csv or .parquet).")] = None,
@@ -45,10 +45,26 @@ def ingest(
         str | None,
         typer.Option(
             "--map",
-            help="Contract column = source column, comma-separated: user_id=CustomerID,ts=InvoiceDate.",
+            help="Contract column = source column, for the columns named otherwise: "
+            "user_id=CustomerID,ts=InvoiceDate.",
         ),
     ] = None,
     tz: Annotated[str, typer.Option("--tz", help="Time zone of timestamps that carry none.")] = "UTC",
+    ts_format: Annotated[
+        str | None,
+        typer.Option(
+            "--ts-format",
+            help="strftime pattern of every timestamp, e.g. '%d/%m/%Y %H:%M' (default: ISO 8601).",
+        ),
+    ] = None,
+    event_types: Annotated[
+        str | None,
+        typer.Option(
+            "--event-types",
+            help="Your event types onto the contract's (view, add_to_cart, purchase, refund): "
+            "click=view,PURCHASE=purchase. Others are quarantined.",
+        ),
+    ] = None,
     event_type: Annotated[
         str | None,
         typer.Option("--event-type", help="Event type for every row when the file has no event type column."),
@@ -56,16 +72,19 @@ def ingest(
 ) -> None:
     """Bring your own data into the contract: map columns, quarantine bad rows, write Parquet.
 
-    Reads the given files; writes OUT/events.parquet, OUT/users.parquet (first time each user is seen,
-    unless --users is given), OUT/items.parquet and OUT/quarantine/<table>.parquet, where every refused row
-    keeps its source columns, its row number and the reason. Give either --preset or --map.
+    Reads the given files; a file whose columns already carry the contract's names (user_id, ts,
+    event_type, ...) needs no --map, and --map names only the columns that differ. Each timestamp column
+    follows one rule: ISO 8601, or --ts-format for every row. Writes OUT/events.parquet,
+    OUT/users.parquet (first time each user is seen, unless --users is given), OUT/items.parquet and
+    OUT/quarantine/<table>.parquet, where every refused row keeps its source columns, its row number and
+    the reason. A file with no valid row is refused and the previous output kept.
     """
     from features.ingest import ingest as run
-    from features.ingest import parse_mapping
+    from features.ingest import parse_event_types, parse_mapping
 
     with step("ingest") as started:
-        if preset is None and not map_ and event_type is None:
-            raise UsageError("give --preset online-retail or --map user_id=COL,ts=COL,event_type=COL")
+        if preset is not None and map_:
+            raise UsageError("--preset and --map: give one of them (the preset knows its columns)")
         report = run(
             events,
             out,
@@ -75,12 +94,21 @@ def ingest(
             preset=preset,
             tz=tz,
             event_type=event_type,
+            ts_format=ts_format,
+            event_types=parse_event_types(event_types),
         )
-        rows: dict[str, object] = {f"{k} read": v for k, v in report.rows_read.items()}
-        rows.update({f"{k} written": v for k, v in report.rows_written.items()})
-        for table, reasons in report.quarantined.items():
+        rows: dict[str, object] = {}
+        for table, read in report.rows_read.items():
+            rows[f"{table} read"] = read
+            if table in report.rows_written:
+                rows[f"{table} written"] = report.rows_written[table]
+            reasons = report.quarantined.get(table, {})
+            rows[f"{table} quarantined"] = sum(reasons.values())
             for reason, count in reasons.items():
                 rows[f"{table} quarantined: {reason}"] = count
+        for table, written in report.rows_written.items():
+            if table not in report.rows_read:
+                rows[f"{table} written"] = written
         rows["output"] = out
         summary("ingest", rows, started)
 

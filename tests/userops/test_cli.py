@@ -67,10 +67,11 @@ def test_failures_are_one_line_with_a_non_zero_exit(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "error: ingest:" in result.output and "no such file" in result.output
     assert "Traceback" not in result.output
+    pd.DataFrame({"who": ["u1"], "when": ["2025-01-01"]}).to_csv(tmp_path / "theirs.csv", index=False)
     result = runner.invoke(
-        app, ["ingest", "--events", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]
+        app, ["ingest", "--events", str(tmp_path / "theirs.csv"), "--out", str(tmp_path / "o")]
     )
-    assert result.exit_code == 1 and "--preset" in result.output
+    assert result.exit_code == 1 and "--map user_id=COLUMN" in result.output
 
 
 @pytest.mark.parametrize(
