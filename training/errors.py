@@ -18,3 +18,8 @@ class ModelNotFoundError(TrainingError):
 class TrainingDataError(TrainingError):
     """The data cannot train or score as asked: too few users, one class only, no events in a window,
     no back-test date that fits, a feature the model needs missing from the frame."""
+
+
+class OfferDataError(TrainingDataError):
+    """An offer catalogue or campaign that cannot train or choose offers: an offer missing from the
+    catalogue, a campaign with one arm, an outcome window past the data or the date, no usable unit."""
