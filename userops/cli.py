@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from userops import cmd_churn, cmd_data, cmd_experiments, cmd_features, cmd_recommend, cmd_serve, cmd_train
+from userops import (
+    cmd_churn,
+    cmd_data,
+    cmd_experiments,
+    cmd_features,
+    cmd_offers,
+    cmd_recommend,
+    cmd_serve,
+    cmd_train,
+)
 
 app = typer.Typer(
     name="userops",
@@ -14,7 +23,16 @@ app = typer.Typer(
     add_completion=False,
 )
 
-COMMANDS = (cmd_data, cmd_features, cmd_train, cmd_churn, cmd_recommend, cmd_experiments, cmd_serve)
+COMMANDS = (
+    cmd_data,
+    cmd_features,
+    cmd_train,
+    cmd_churn,
+    cmd_offers,
+    cmd_recommend,
+    cmd_experiments,
+    cmd_serve,
+)
 """Every command module, in the order ``--help`` lists them; each adds its commands with ``register``."""
 
 for module in COMMANDS:

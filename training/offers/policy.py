@@ -58,7 +58,8 @@ def eligibility(
         users: ``user_id`` and, where the rules need them, ``lifecycle_stage``, ``rfm_segment``,
             ``value_at_stake`` (a user missing a column a rule needs is not eligible for that offer).
         as_of: The day the offers would be given.
-        history: Past exposures ``user_id, variant (offer id), ts``; only those before ``as_of`` count.
+        history: Past exposures ``user_id`` (or ``unit_id``), ``variant`` (offer id), ``ts``; only those
+            before ``as_of`` count.
     """
     n, cat = len(users), catalogue.frame
     day = pd.Timestamp(as_of)
@@ -72,6 +73,8 @@ def eligibility(
     ids = users["user_id"].astype(str).to_numpy()
     past = None
     if history is not None and len(history):
+        if "user_id" not in history and "unit_id" in history:  # the contract's exposures table
+            history = history.rename(columns={"unit_id": "user_id"})
         past = history.loc[history["ts"] < day, ["user_id", "variant", "ts"]].copy()
         past["user_id"] = past["user_id"].astype(str)
         past = past.loc[past["user_id"].isin(set(ids))]
