@@ -7,16 +7,20 @@ new one starts on the same folder.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
+import pandas as pd
 import pytest
 
 from experiments.definitions import Experiment, parse_variants
@@ -114,3 +118,55 @@ def test_two_workers_serve_and_a_bad_key_is_refused(folder: Path) -> None:
         assert wrong.status_code == 403 and key not in wrong.text
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 503 and "recommender" in " ".join(ready.json()["problems"])
+
+
+def test_a_reload_during_concurrent_requests_fails_none_and_reaches_every_worker(
+    trained_folder: Path, tmp_path: Path
+) -> None:
+    import mlflow
+
+    copy = tmp_path / "data"
+    shutil.copytree(trained_folder, copy)
+    settings = Settings(tracking_uri=None)
+    admin = {"Authorization": f"Bearer {KeyStore(settings.experiments_url_for(copy)).create('admin')[1]}"}
+    users = sorted(pd.read_parquet(copy / "users.parquet")["user_id"].astype(str))[:50]
+    registry = settings.tracking_uri_for(copy)
+    client = mlflow.MlflowClient(registry, registry_uri=registry)
+    old = client.get_model_version_by_alias("recommender", "champion")
+
+    with served(copy, workers=2) as (_, url):
+        stop = threading.Event()
+        answers: list[tuple[int, str | None]] = []
+
+        def ask(offset: int) -> None:
+            with httpx.Client(base_url=url, headers=admin, timeout=60) as http:
+                i = offset
+                while not stop.is_set():
+                    user = users[i % len(users)]
+                    path = f"/v1/users/{user}/recommendations" if i % 2 else f"/v1/users/{user}/churn-risk"
+                    answer = http.get(path)
+                    version = answer.json()["model"]["version"] if answer.status_code == 200 else None
+                    answers.append((answer.status_code, version if "recommendations" in path else None))
+                    i += 1
+
+        threads = [threading.Thread(target=ask, args=(n * 7,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        new = client.create_model_version("recommender", old.source, run_id=old.run_id)
+        client.set_registered_model_alias("recommender", "champion", new.version)
+        reloaded = httpx.post(f"{url}/v1/admin/reload", headers=admin, timeout=120)
+        time.sleep(3)  # the other worker sees the reload marker within a second, then loads
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert reloaded.status_code == 200, reloaded.text
+
+        statuses = Counter(status for status, _ in answers)
+        assert statuses == {200: len(answers)} and len(answers) > 50, statuses
+        versions = {version for _, version in answers if version is not None}
+        assert versions <= {str(old.version), str(new.version)}
+        # every worker now answers from the new champion
+        with httpx.Client(base_url=url, headers=admin) as http:
+            after = {http.get(f"/v1/users/{u}/recommendations").json()["model"]["version"] for u in users}
+        assert after == {str(new.version)}
