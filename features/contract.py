@@ -375,6 +375,7 @@ def table_path(data_dir: str | Path, name: str) -> Path | None:
     return None
 
 
+UNREADABLE_PARQUET = "cannot be read as Parquet (cut short, damaged or not Parquet)"
 PARQUET_MAGIC = b"PAR1"
 """The four bytes every Parquet file starts with."""
 READ_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, pa.ArrowException)
@@ -414,7 +415,7 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
     try:
         frame: pd.DataFrame = pd.read_parquet(path)
     except READ_ERRORS as exc:
-        raise ContractError(f"{path}: cannot be read as Parquet: {first_line(exc)}") from exc
+        raise ContractError(f"{path}: {UNREADABLE_PARQUET}: {first_line(exc)}") from exc
     return frame
 
 
@@ -535,7 +536,7 @@ def is_checked(path: str | Path, name: str) -> bool:
     try:
         metadata = pq.read_schema(path).metadata or {}
     except READ_ERRORS as exc:
-        raise ContractError(f"{path}: cannot be read as Parquet: {first_line(exc)}") from exc
+        raise ContractError(f"{path}: {UNREADABLE_PARQUET}: {first_line(exc)}") from exc
     return bool(metadata.get(CHECKED) == name.encode())
 
 

@@ -448,7 +448,7 @@ def locked(folder: str | Path) -> Iterator[Path]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise JobBusyError(
-                f"{root}: another feature job is writing this folder (lock {path}); "
+                f"{root}: another feature job or ingest is writing this folder (lock {path}); "
                 "run again when it has finished"
             ) from None
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -434,7 +434,7 @@ def run_job(  # noqa: PLR0913 - the entry point of the CLI and of training: each
         The snapshot paths, in date order.
 
     Raises:
-        JobBusyError: Another job is writing ``out_dir``.
+        JobBusyError: Another job is writing ``out_dir``, or a job or an ingest ``data_dir``.
         ContractError: The data folder has no events table, or a table cannot be read or lacks a
             required column; or ``out_dir`` cannot be made.
         DataError: An as-of date is not a date.
@@ -453,7 +453,9 @@ def run_job(  # noqa: PLR0913 - the entry point of the CLI and of training: each
         on_done=on_done,
         on_rebuild=on_rebuild,
     )
-    with locked(out):
+    # the data folder's lock too: an ingest into it waits, and never swaps the tables being read
+    same = out.resolve() == Path(data_dir).resolve()
+    with locked(data_dir), nullcontext() if same else locked(out):
         return _run_locked(data_dir, src, dates, out, options)
 
 

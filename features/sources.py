@@ -11,7 +11,14 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.contract import SCHEMAS, check_not_parquet, first_line, incoming_paths, table_path
+from features.contract import (
+    SCHEMAS,
+    UNREADABLE_PARQUET,
+    check_not_parquet,
+    first_line,
+    incoming_paths,
+    table_path,
+)
 from features.errors import ContractError, DataError
 from features.incremental import EventColumns, day_number
 
@@ -67,7 +74,7 @@ def read_table(con: ibis.BaseBackend, path: Path | list[Path]) -> ir.Table:
                 return parts[0].union(*parts[1:])
             return con.read_parquet([str(p) for p in paths] if len(paths) > 1 else str(paths[0]))
         except Exception as exc:  # each backend raises its own kinds (duckdb.IOException, Spark's ...)
-            raise ContractError(f"{what}: cannot be read as Parquet: {first_line(exc)}") from exc
+            raise ContractError(f"{what}: {UNREADABLE_PARQUET}: {first_line(exc)}") from exc
     if len(paths) == 1 and paths[0].suffix == ".csv":
         check_not_parquet(paths[0])
         try:
@@ -190,6 +197,84 @@ def open_sources(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> S
         incoming_paths=tuple(incoming),
         **opened,
     )
+
+
+@dataclass(frozen=True)
+class FolderFacts:
+    """What the contract check found in a data folder: its tables and the span of its events."""
+
+    path: Path
+    tables: dict[str, Path]
+    first_event: pd.Timestamp
+    last_event: pd.Timestamp
+    events: int
+
+
+def check_folder(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> FolderFacts:
+    """The contract check that every command makes before it reads a data folder.
+
+    The folder must exist and hold an events table; every contract table present must be readable as
+    its kind, hold its required columns, and hold times and numbers where the contract has them
+    (:func:`open_sources`); the events must not be empty. Nothing is written.
+
+    Args:
+        data_dir: The data folder.
+        con: Backend to check on (default: a new in-process DuckDB).
+
+    Returns:
+        The tables found and the first and last event times.
+
+    Raises:
+        ContractError: The folder is missing or not a folder, or a table breaks the contract (the
+            message names the file and the column).
+        DataError: The folder holds no events.
+    """
+    folder = Path(data_dir)
+    if not folder.exists():
+        raise ContractError(f"{folder}: no such data folder")
+    if not folder.is_dir():
+        raise ContractError(f"{folder}: is not a data folder (a folder holding events.parquet or events.csv)")
+    src = open_sources(folder, con)
+    e = src.events
+    ts = e.ts.cast("timestamp")
+    try:
+        row = e.aggregate(first=ts.min(), last=ts.max(), n=e.count()).to_pyarrow().to_pylist()[0]
+    except Exception as exc:  # each backend raises its own kinds; the file is the user's to fix
+        raise ContractError(f"{src.events_path}: cannot be read: {first_line(exc)}") from exc
+    if not row["n"] or row["first"] is None:
+        raise DataError(f"{src.events_path}: no events; nothing to compute from")
+    tables = {name: p for name in SCHEMAS if (p := table_path(folder, name)) is not None}
+    return FolderFacts(
+        path=folder,
+        tables=tables,
+        first_event=pd.Timestamp(row["first"]).as_unit("us"),
+        last_event=pd.Timestamp(row["last"]).as_unit("us"),
+        events=int(row["n"]),
+    )
+
+
+MAX_GAP_DAYS = 30
+"""An as-of date more than this many days after the last event is refused unless a gap is allowed."""
+
+
+def check_as_of(as_of: str | dt.date | pd.Timestamp, facts: FolderFacts, *, allow_gap: bool = False) -> None:
+    """Refuse an as-of date the data cannot speak for: on or before the first event (nothing before it
+    to compute from), or more than :data:`MAX_GAP_DAYS` days after the last (unless ``allow_gap``).
+
+    Raises:
+        DataError: The date is out of the data's span; the message names the data's first and last dates.
+    """
+    ts = as_of_timestamp(as_of)
+    first, last = facts.first_event.normalize(), facts.last_event.normalize()
+    span = f"the events run from {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    if ts <= facts.first_event:
+        raise DataError(f"--as-of {ts:%Y-%m-%d} is not after the first event: {span}")
+    gap = (ts - last).days
+    if gap > MAX_GAP_DAYS and not allow_gap:
+        raise DataError(
+            f"--as-of {ts:%Y-%m-%d} is {gap} days after the last event ({span}); "
+            f"give --allow-gap to use a date more than {MAX_GAP_DAYS} days past the data"
+        )
 
 
 def file_stamp(path: Path | None) -> str:

@@ -22,6 +22,16 @@ def default_tracking_uri(data_dir: str | Path) -> str:
     return f"sqlite:///{(Path(data_dir).resolve() / 'mlflow.db')}"
 
 
+def missing_store(tracking_uri: str) -> Path | None:
+    """The file of an embedded SQLite store that does not exist yet (opening it would create it), else
+    None: a command that only reads models checks this first, so a refusal leaves no ``mlflow.db``."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    path = Path(tracking_uri.removeprefix(prefix))
+    return None if path.exists() else path
+
+
 def connect(tracking_uri: str) -> None:
     """Point MLflow's tracking and registry at ``tracking_uri``: the one place its global URI is set."""
     import mlflow

@@ -8,7 +8,7 @@ import typer
 
 from serving.settings import Settings
 from userops.console import console, step, summary
-from userops.options import AsOfOpt, DataOpt, OutOpt
+from userops.options import AllowGapOpt, AsOfOpt, DataOpt, OutOpt, open_data, require_store
 
 score_app = typer.Typer(help="Score users with a registered model.", no_args_is_help=True)
 
@@ -34,6 +34,7 @@ def score_churn(
     as_of: AsOfOpt,
     out: OutOpt,
     lookback: LookbackOpt = 365,
+    allow_gap: AllowGapOpt = False,
 ) -> None:
     """Churn risk for every user active in the look-back: user_id, churn_risk, lifecycle_stage, reasons.
 
@@ -45,7 +46,9 @@ def score_churn(
     from userops.pipeline import score_outputs
 
     with step("score churn") as started:
+        open_data(data, as_of, allow_gap=allow_gap)
         uri = Settings().tracking_uri_for(data)
+        require_store(uri, "churn")
         with console.status("features, scores and reasons"):
             scores, _, drifted, drift = score_outputs(
                 data, as_of, tracking_uri=uri, horizon=90, lookback=lookback
@@ -70,7 +73,7 @@ def score_churn(
         )
 
 
-def winback(
+def winback(  # noqa: PLR0913 - one parameter per command-line option (Typer reads them from the signature)
     data: DataOpt,
     as_of: AsOfOpt,
     out: OutOpt,
@@ -86,6 +89,7 @@ def winback(
     ] = 0.0,
     horizon: HorizonOpt = 90,
     lookback: LookbackOpt = 365,
+    allow_gap: AllowGapOpt = False,
 ) -> None:
     """Win-back list ranked by expected value saved = churn_risk x value_at_stake.
 
@@ -99,8 +103,10 @@ def winback(
     from userops.pipeline import score_outputs
 
     with step("winback") as started:
+        open_data(data, as_of, allow_gap=allow_gap)
         filters = WinbackFilters(top=top, segment=segment, min_value=min_value)
         uri = Settings().tracking_uri_for(data)
+        require_store(uri, "churn")
         with console.status("scores, value at stake and ranking"):
             _, listing, drifted, _ = score_outputs(
                 data,
@@ -130,6 +136,7 @@ def pipeline(
     as_of: AsOfOpt,
     horizon: Annotated[int, typer.Option("--horizon", min=1, help="Label window in days.")] = 90,
     lookback: LookbackOpt = 365,
+    allow_gap: AllowGapOpt = False,
 ) -> None:
     """Features -> train churn and propensity -> evaluate beside baselines -> promote -> score -> win-back.
 
@@ -141,6 +148,7 @@ def pipeline(
     from userops.pipeline import run_pipeline
 
     with step("pipeline") as started:
+        open_data(data, as_of, allow_gap=allow_gap)
         uri = Settings().tracking_uri_for(data)
         with console.status("pipeline") as status:
             report = run_pipeline(

@@ -10,7 +10,7 @@ import typer
 
 from serving.settings import Settings
 from userops.console import console, step, summary
-from userops.options import DataOpt, parse_as_of
+from userops.options import AllowGapOpt, DataOpt, as_of_option, open_data
 
 
 def features(
@@ -18,7 +18,7 @@ def features(
     as_of: Annotated[
         list[date],
         typer.Option(
-            "--as-of", parser=parse_as_of, metavar="YYYY-MM-DD", help="As-of date (UTC); repeat for more."
+            "--as-of", parser=as_of_option, metavar="YYYY-MM-DD", help="As-of date (UTC); repeat for more."
         ),
     ],
     out: Annotated[
@@ -37,6 +37,7 @@ def features(
             help="Online store in Redis (default USEROPS_REDIS_URL, else DATA/online/features.sqlite).",
         ),
     ] = None,
+    allow_gap: AllowGapOpt = False,
 ) -> None:
     """Compute behavioural features, lifecycle stages and RFM segments as of each date.
 
@@ -50,6 +51,7 @@ def features(
     from features.store import OnlineStore, RedisStore, default_store
 
     with step("features") as started:
+        open_data(data, as_of, allow_gap=allow_gap)
         redis_url = redis_url or Settings().redis_url
         store: OnlineStore = RedisStore.from_url(redis_url) if redis_url else default_store(data)
         target = out if out is not None else data / "features"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from userops.console import console, step, summary
-from userops.options import AsOfOpt, DataOpt, OutOpt
+from userops.options import AllowGapOpt, AsOfOpt, DataOpt, OutOpt, open_data, require_store
 
 CHAMPION_URI = "models:/recommender@champion"
 
@@ -29,6 +29,7 @@ def recommend(
         bool,
         typer.Option("--fit/--no-fit", help="No registered model: fit ALS with default settings on the fly."),
     ] = True,
+    allow_gap: AllowGapOpt = False,
 ) -> None:
     """Write user_id, rank, item_id, score: each user's top-k items as of a date.
 
@@ -43,7 +44,10 @@ def recommend(
     from training.recommend import FITTED_ON_THE_FLY, load_or_fit, read_user_ids, recommend_users
 
     with step("recommend") as started:
+        open_data(data, as_of, allow_gap=allow_gap)
         uri = Settings().tracking_uri_for(data)
+        if not fit:
+            require_store(uri, "recommender")
         rec, source = load_or_fit(model, tracking_uri=uri, data_dir=data, as_of=as_of, fit=fit)
         if source == FITTED_ON_THE_FLY:
             console.print(f"no recommender at {model}: fitted ALS on events before {as_of} (untuned)")

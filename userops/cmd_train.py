@@ -12,7 +12,7 @@ import typer
 
 from serving.settings import Settings
 from userops.console import UsageError, step, summary
-from userops.options import AsOfOpt, DataOpt, HorizonOpt
+from userops.options import AllowGapOpt, AsOfOpt, DataOpt, HorizonOpt, open_data
 
 if TYPE_CHECKING:
     from training.results import TrainOutcome
@@ -67,6 +67,7 @@ def train(
     data: DataOpt,
     as_of: AsOfOpt,
     horizon: HorizonOpt = 90,
+    allow_gap: AllowGapOpt = False,
 ) -> None:
     """Train one model kind as of a date, evaluate it beside its baselines, log and register it in MLflow.
 
@@ -76,6 +77,7 @@ def train(
     champion on the same holdout (otherwise it becomes `challenger`, and the summary says why).
     """
     with step(f"train {kind.value}") as started:
+        open_data(data, as_of, allow_gap=allow_gap)
         uri = Settings().tracking_uri_for(data)
         if kind in (Kind.churn, Kind.propensity):
             from training.churn_run import train_and_register

@@ -171,7 +171,7 @@ def test_ingest_names_what_does_not_fit(tmp_path: Path) -> None:
     )
     assert str(source) in text
     text = _raises(
-        ContractError, "missing required column.*ts", lambda: ingest(source, out, event_type="view")
+        ContractError, "no column ts.*--map ts=COLUMN", lambda: ingest(source, out, event_type="view")
     )
     assert str(source) in text
     text = _raises(
@@ -211,7 +211,7 @@ def test_a_held_lock_is_named(tmp_path: Path) -> None:
             pass
 
     with locked(tmp_path / "features"):  # a second open file's flock conflicts, even in one process
-        text = _raises(JobBusyError, "another feature job is writing", run_beside)
+        text = _raises(JobBusyError, "another feature job or ingest is writing", run_beside)
     assert str(tmp_path / "features") in text
     run_beside()  # free again
 

@@ -376,14 +376,14 @@ def test_a_second_job_on_the_same_folder_is_refused_while_the_first_runs(tmp_pat
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(JobBusyError, match="another feature job is writing"):
+        with pytest.raises(JobBusyError, match="another feature job or ingest is writing"):
             run_job(tmp_path, [AS_OF], out, write_online=False)
         assert not list(out.glob("as_of=*.parquet"))
         result = CliRunner().invoke(
             app,
             ["features", "--data", str(tmp_path), "--as-of", "2025-05-01", "--out", str(out), "--no-online"],
         )
-        assert result.exit_code == 1 and "another feature job is writing" in result.output
+        assert result.exit_code == 1 and "another feature job or ingest is writing" in result.output
         assert "Traceback" not in result.output
     finally:
         holder.kill()

@@ -105,6 +105,7 @@ def _features_raising(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> 
         raise error
 
     monkeypatch.setattr(features.job, "run_job", broken)
+    monkeypatch.setattr("userops.cmd_features.open_data", lambda *a, **k: None)  # the folder is empty
 
 
 @pytest.mark.parametrize(("module", "name", "message"), EXPECTED_ERRORS)
@@ -135,6 +136,8 @@ def test_a_bug_shows_a_traceback_in_a_real_process(tmp_path: Path) -> None:
         "import features.job\n"
         "def broken(*a, **k): raise ZeroDivisionError('injected')\n"
         "features.job.run_job = broken\n"
+        "import userops.options\n"
+        "userops.options.open_data = lambda *a, **k: None\n"
         "from userops.cli import app\n"
         f"app(['features', '--data', {str(tmp_path)!r}, '--as-of', '2025-01-01'])\n"
     )
