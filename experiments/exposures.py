@@ -13,16 +13,19 @@ A database error (a server that does not answer, a file that cannot be opened) l
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, case, select
 
 from experiments.db import check_prefix, database_errors, guarded, make_engine, upsert
+from experiments.errors import StoreError
 
 CONTRACT_COLUMNS = ["experiment", "variant", "unit_id", "ts"]
 
@@ -43,6 +46,14 @@ class LogReceipt:
 
     exposures: int
     units: int
+
+
+class ExposureSink(Protocol):
+    """Where assignments write exposures: :class:`ExposureLog`, or :class:`GroupCommit` in front of one."""
+
+    def log(self, exposures: Iterable[Exposure]) -> LogReceipt:
+        """Append exposures; return only once they are committed."""
+        ...
 
 
 def _naive_utc(ts: datetime) -> datetime:
@@ -193,3 +204,65 @@ class ExposureLog:
             frame.to_parquet(temporary, index=False)
         os.replace(temporary, path)
         return len(frame)
+
+
+class GroupCommit:
+    """Concurrent writers share transactions: one thread commits, to ``log``, everything handed to it while
+    the previous commit was running, and each writer returns once the commit holding its exposures is done.
+
+    Every :meth:`log` call is still durable before it returns; under concurrency the cost of a commit (a
+    disk flush, or a round trip to the database) is paid once per batch instead of once per call.
+
+    Args:
+        log: The exposure log that commits.
+    """
+
+    def __init__(self, log: ExposureLog) -> None:
+        self.target = log
+        self._ready = threading.Condition()
+        self._pending: list[tuple[list[Exposure], Future[LogReceipt]]] = []
+        self._closed = False
+        self._writer = threading.Thread(target=self._run, name="exposure-group-commit", daemon=True)
+        self._writer.start()
+
+    def log(self, exposures: Iterable[Exposure]) -> LogReceipt:
+        """Hand exposures to the next commit and wait for it.
+
+        Raises:
+            StoreError: The commit failed (every writer in it gets the error), or the log is closed.
+        """
+        items = list(exposures)
+        if not items:
+            return LogReceipt(exposures=0, units=0)
+        done: Future[LogReceipt] = Future()
+        with self._ready:
+            if self._closed:
+                raise StoreError("the exposure log is closed")
+            self._pending.append((items, done))
+            self._ready.notify()
+        return done.result()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending and not self._closed:
+                    self._ready.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+            try:
+                self.target.log(item for items, _ in batch for item in items)
+            except Exception as error:  # the commit failed: so did every call in it
+                for _, done in batch:
+                    done.set_exception(error)
+                continue
+            for items, done in batch:
+                units = len({(item.experiment, item.unit_id) for item in items})
+                done.set_result(LogReceipt(exposures=len(items), units=units))
+
+    def close(self) -> None:
+        """Commit what is pending, then stop the writer thread."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._writer.join()

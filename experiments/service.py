@@ -14,7 +14,7 @@ from experiments.analysis import DEFAULT_OPTIONS, Analysis, analyze
 from experiments.assignment import assign_many
 from experiments.definitions import DRAFT, RUNNING
 from experiments.errors import DataError, StoreError, UnknownExperimentError
-from experiments.exposures import Exposure, ExposureLog
+from experiments.exposures import Exposure, ExposureSink
 from experiments.metrics import read_file, read_table
 from experiments.options import AnalysisOptions
 from experiments.over_time import effect_over_time
@@ -30,7 +30,7 @@ def assign_units(
     experiment: str,
     unit_ids: Sequence[str],
     attributes: pd.DataFrame | None = None,
-    log: ExposureLog | None = None,
+    log: ExposureSink | None = None,
     now: datetime | None = None,
     preview: bool = False,
 ) -> pd.DataFrame:

@@ -80,7 +80,7 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from experiments.exposures import ExposureLog
+        from experiments.exposures import ExposureLog, GroupCommit
         from experiments.store import ExperimentStore
         from serving.auth import KeyStore
         from serving.models import ModelHolder
@@ -89,10 +89,14 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.data = folder
         app.state.experiments = ExperimentStore(url)
-        app.state.exposures = ExposureLog(url)
+        # concurrent assignments share commits; each answer still waits for its own exposures' commit
+        app.state.exposures = GroupCommit(ExposureLog(url))
         app.state.keys = KeyStore(url)
         app.state.models = ModelHolder(settings, folder, app.state.experiments)
-        yield
+        try:
+            yield
+        finally:
+            app.state.exposures.close()
 
     app = FastAPI(
         title="userops",

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from experiments.exposures import ExposureLog
+from experiments.exposures import ExposureSink
 from experiments.store import ExperimentStore
 from serving.auth import KeyStore, Principal, Role
 from serving.models import Loaded, ModelHolder
@@ -51,9 +51,9 @@ def get_experiment_store(request: Request) -> ExperimentStore:
     return store
 
 
-def get_exposure_log(request: Request) -> ExposureLog:
+def get_exposure_log(request: Request) -> ExposureSink:
     """The durable exposure log."""
-    log: ExposureLog = request.app.state.exposures
+    log: ExposureSink = request.app.state.exposures
     return log
 
 
@@ -105,7 +105,7 @@ DataDirDep = Annotated[Path, Depends(get_data_dir)]
 ModelsDep = Annotated[Loaded, Depends(get_models)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 ExperimentStoreDep = Annotated[ExperimentStore, Depends(get_experiment_store)]
-ExposureLogDep = Annotated[ExposureLog, Depends(get_exposure_log)]
+ExposureLogDep = Annotated[ExposureSink, Depends(get_exposure_log)]
 AppCaller = Annotated[Principal, Depends(allow("app"))]
 OperatorCaller = Annotated[Principal, Depends(allow("operator"))]
 AnalystCaller = Annotated[Principal, Depends(allow("analyst"))]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.exposures import Exposure, ExposureLog
+from experiments.errors import StoreError
+from experiments.exposures import Exposure, ExposureLog, GroupCommit, LogReceipt
 from experiments.metrics import first_exposures, read_table
 
 T0 = datetime(2024, 5, 1, 12, 0, 0)
@@ -118,3 +121,63 @@ def test_a_batch_is_durable_once_log_returns(tmp_path: Path) -> None:
     assert len(reader.read()) == 500
     with reader.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: commit waits for fsync
+
+
+def test_group_commit_keeps_every_writers_exposures_in_fewer_transactions(log: ExposureLog) -> None:
+    commits: list[int] = []
+    plain_log = log.log
+
+    def counted(exposures: Iterable[Exposure]) -> LogReceipt:
+        items = list(exposures)
+        commits.append(len(items))
+        time.sleep(0.005)  # a commit that takes a while, as a flushed one does: writers pile up behind it
+        return plain_log(items)
+
+    log.log = counted  # type: ignore[method-assign]
+    shared = GroupCommit(log)
+    receipts: list[LogReceipt] = []
+
+    def writer(w: int) -> None:
+        for i in range(25):
+            receipts.append(
+                shared.log([Exposure("exp", f"v{w % 2}", f"u{w}-{i}", T0 + timedelta(seconds=i))])
+            )
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    shared.close()
+
+    frame = log.read(experiment="exp")
+    assert len(frame) == 12 * 25 == sum(commits) == sum(r.units for r in receipts)
+    expected = {f"u{w}-{i}": f"v{w % 2}" for w in range(12) for i in range(25)}
+    assert dict(zip(frame["unit_id"], frame["variant"], strict=True)) == expected
+    assert len(commits) < 12 * 25 / 2  # writers shared commits
+    with pytest.raises(StoreError, match="closed"):
+        shared.log([Exposure("exp", "v0", "late", T0)])
+
+
+def test_group_commit_gives_a_failed_commit_to_every_writer_in_it(log: ExposureLog) -> None:
+    def failing(exposures: Iterable[Exposure]) -> LogReceipt:
+        list(exposures)
+        raise StoreError("database is gone")
+
+    log.log = failing  # type: ignore[method-assign]
+    shared = GroupCommit(log)
+    errors: list[str] = []
+
+    def writer(w: int) -> None:
+        try:
+            shared.log([Exposure("exp", "v", f"u{w}", T0)])
+        except StoreError as error:
+            errors.append(str(error))
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    shared.close()
+    assert errors == ["database is gone"] * 5
