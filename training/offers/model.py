@@ -41,6 +41,8 @@ class OfferModel:
         horizon: Outcome window in days.
         default_value: Value of one unit of outcome for a user whose own is unknown.
         calibration: ``(K, 2)`` line ``a + b x raw`` per offer applied to the learner's predictions.
+        margin: Expected value after cost an offer must exceed to be given (chosen on validation units;
+            ``inf``: the campaigns showed no offer worth giving).
         version: Registered version (set when loaded from the registry).
     """
 
@@ -51,6 +53,7 @@ class OfferModel:
     horizon: int
     default_value: float
     calibration: np.ndarray | None = None
+    margin: float = 0.0
     version: str = ""
     name: str = MODEL_NAME
 
@@ -103,7 +106,7 @@ class OfferModel:
         value = self.values(features)
         users = features.assign(value_at_stake=value) if self.outcome == "activity" else features
         allowed = eligibility(self.catalogue, users, as_of=day, history=history)
-        picked = choose(uplift, value, self.catalogue, allowed, budget=budget)
+        picked = choose(uplift, value, self.catalogue, allowed, budget=budget, margin=self.margin)
         ids = np.array(self.offer_ids, dtype=object)
         out = pd.DataFrame({"user_id": features["user_id"].astype(str).to_numpy()})
         out["offer_id"] = np.where(picked.offer >= 0, ids[np.maximum(picked.offer, 0)], "")
@@ -163,7 +166,12 @@ def reasons(
             out.append("no offer: none is allowed now (validity, eligibility, cooldown or cap)")
             continue
         best = int(np.argmax(options))
-        if over_budget[i]:
+        if gain[i, best] > 0 and not over_budget[i]:
+            out.append(
+                f"no offer: not worth its cost with enough certainty (best {offer_name(ids[best])}: "
+                f"{effect_text(model, uplift[i, best])}, {gain[i, best]:.2f} after cost)"
+            )
+        elif over_budget[i]:
             out.append(
                 f"no offer: over the budget ({offer_name(ids[best])} worth {gain[i, best]:.2f} after cost)"
             )

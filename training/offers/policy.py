@@ -122,6 +122,7 @@ def choose(
     eligible: np.ndarray,
     *,
     budget: float | None = None,
+    margin: float = 0.0,
 ) -> Choice:
     """The best eligible offer per user, none when no expected value after cost is positive.
 
@@ -131,6 +132,8 @@ def choose(
         catalogue: Offers (their costs) in the columns' order.
         eligible: :func:`eligibility`'s mask.
         budget: Total cost allowed (``None``: no limit); best value per unit of cost first.
+        margin: Expected value after cost an offer must exceed to be given (0: any positive value);
+            set by training from validation units, so that noise in the uplifts is not paid for.
     """
     value = np.nan_to_num(np.asarray(value, dtype=float), nan=0.0)
     gain = np.asarray(uplift, dtype=float) * value[:, None] - catalogue.costs[None, :]
@@ -138,7 +141,7 @@ def choose(
     n = len(value)
     best = np.argmax(masked, axis=1) if masked.shape[1] else np.zeros(n, dtype=int)
     top = masked[np.arange(n), best] if masked.shape[1] else np.full(n, -np.inf)
-    offer = np.where(top > 0, best, NONE)
+    offer = np.where(top > max(margin, 0.0), best, NONE)
     over = np.zeros(n, dtype=bool)
     if budget is not None:
         given = np.flatnonzero(offer >= 0)

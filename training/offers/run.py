@@ -181,6 +181,7 @@ def train_offers(
             metrics.update({f"{key}_{c}": float(v) for c, v in row.items() if np.isfinite(v)})
         mlflow.log_metrics(metrics)
         mlflow.log_text(fit.policies.to_csv(), "policies.csv")
+        mlflow.log_text(fit.margins.to_csv(index=False), "margins.csv")
         _log_plots(fit)
         with tempfile.TemporaryDirectory() as tmp:
             saved = fit.model.save(Path(tmp) / "offer_model.pkl")

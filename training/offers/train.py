@@ -83,6 +83,8 @@ class OfferFit:
         policies: Policy values on the holdout: ``policy, ips, ips_se, dr, dr_se, offered``.
         holdout: Holdout units with ``value``, ``reward``, their ``uplift_<offer>`` and ``choice``.
         deciles: Uplift by decile of the chosen learner on the holdout, per offer.
+        qini: Qini coefficient of each offer on the holdout.
+        margins: Each margin tried on validation units: its gain over "no offer" and standard error.
         facts: Counts and settings for the summary and the run.
     """
 
@@ -92,6 +94,7 @@ class OfferFit:
     holdout: pd.DataFrame
     deciles: dict[str, pd.DataFrame]
     qini: dict[str, float]
+    margins: pd.DataFrame = field(default_factory=pd.DataFrame)
     facts: dict[str, object] = field(default_factory=dict)
 
 
@@ -140,7 +143,7 @@ def evaluate_policies(
     q = mu * value[:, None] - costs[None, :]
     users = frame.assign(value_at_stake=value)
     allowed = eligibility(cat, users, as_of=frame["exposure_ts"].min().date())
-    picked = choose(uplift, value, cat, allowed)
+    picked = choose(uplift, value, cat, allowed, margin=model.margin)
     choice = np.where(picked.offer == NONE, 0, picked.offer + 1)
     rows = []
     candidates = {POLICY: choice, NO_OFFER: np.zeros(len(arm), dtype=int)}
@@ -161,30 +164,84 @@ def evaluate_policies(
     return pd.DataFrame(rows).set_index("policy"), choice, reward
 
 
-def calibrate(uplift: np.ndarray, arm: np.ndarray, y: np.ndarray, propensity: np.ndarray) -> np.ndarray:
+def calibrate(
+    uplift: np.ndarray, arm: np.ndarray, y: np.ndarray, mu: np.ndarray, weight: np.ndarray | None = None
+) -> np.ndarray:
     """Per offer, the line ``a + b x predicted`` that best predicts the true effect on validation units.
 
-    The transformed outcome ``y (1[offer] / e_offer - 1[control] / e_control)`` has the unit's effect as
-    its mean, so an ordinary least-squares fit of it on the predicted uplift gives how much of the spread
-    of the predictions is real. ``b`` is kept in ``[0, 1]``: predictions are only ever shrunk toward the
-    offer's average effect, never stretched, so a learner that found noise falls back to that average.
+    The doubly-robust pseudo-outcome ``mu_k - mu_0 + 1[offer] (y - mu_k) / e_k - 1[control] (y - mu_0) /
+    e_0`` has the unit's effect as its mean (``mu``: outcome models fitted on other units), so a weighted
+    least-squares fit of it on the predicted uplift says how much of the spread of the predictions is
+    real. Weights are the units' values (a wrong uplift costs most where a unit is worth most). ``b`` is
+    kept in ``[0, 1]``: predictions are only ever shrunk toward the offer's average effect, never
+    stretched, so a learner that found noise falls back to that average.
 
     Returns:
         ``(K, 2)``: ``a, b`` per offer.
     """
+    w_all = np.ones(len(y)) if weight is None else np.maximum(np.asarray(weight, dtype=float), 0.0)
     out = np.zeros((uplift.shape[1], 2))
     for k in range(uplift.shape[1]):
         rows = (arm == 0) | (arm == k + 1)
         t = arm[rows] == k + 1
-        if t.sum() < 2 or (~t).sum() < 2:
+        if t.sum() < 2 or (~t).sum() < 2 or w_all[rows].sum() <= 0:
             continue
         e_t, e_c = t.mean(), 1 - t.mean()
-        z = y[rows] * (t / e_t - (~t) / e_c)
-        u = uplift[rows, k]
-        var = float(np.var(u))
-        b = float(np.clip(np.cov(u, z, ddof=0)[0, 1] / var, 0.0, 1.0)) if var > 0 else 0.0
-        out[k] = (float(z.mean() - b * u.mean()), b)
+        m1, m0, yy = mu[rows, k + 1], mu[rows, 0], y[rows]
+        z = m1 - m0 + t * (yy - m1) / e_t - (~t) * (yy - m0) / e_c
+        u, w = uplift[rows, k], w_all[rows]
+        u_bar, z_bar = np.average(u, weights=w), np.average(z, weights=w)
+        var = float(np.average((u - u_bar) ** 2, weights=w))
+        cov = float(np.average((u - u_bar) * (z - z_bar), weights=w))
+        slope = float(np.clip(cov / var, 0.0, 1.0)) if var > 0 else 0.0
+        out[k] = (float(z_bar - slope * u_bar), slope)
     return out
+
+
+SAFETY_SE = 2.0
+"""How many standard errors the best margin's gain over "no offer" must clear on validation units: the
+best of several policies looks better than it is, and offers cost money."""
+MARGINS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+"""Margins tried, in units of the mean offer cost: the policy gives an offer only above the margin."""
+
+
+def choose_margin(
+    model: OfferModel, frame: pd.DataFrame, q_model: TLearner, value: np.ndarray
+) -> tuple[float, pd.DataFrame]:
+    """The margin whose policy has the best DR value on validation units, or ``inf`` (no offer) unless
+    that policy beats "no offer" by more than :data:`SAFETY_SE` standard errors of the paired difference.
+
+    Returns:
+        ``(margin, table of margin, value, se of the gain over no offer)``.
+    """
+    cat = model.catalogue
+    arm = frame["arm"].to_numpy()
+    prop = frame["propensity"].to_numpy(dtype=float)
+    costs = np.r_[0.0, cat.costs]
+    reward = frame["y"].to_numpy(dtype=float) * value - costs[arm]
+    q = q_model.outcomes(model.encoder.transform(frame)) * value[:, None] - costs[None, :]
+    uplift = model.predict_uplift(frame)
+    allowed = np.ones(uplift.shape, dtype=bool)
+    rows = np.arange(len(arm))
+
+    def terms(choice: np.ndarray) -> np.ndarray:
+        match = choice == arm
+        out: np.ndarray = q[rows, choice] + np.where(match, (reward - q[rows, arm]) / prop, 0.0)
+        return out
+
+    none = terms(np.zeros(len(arm), dtype=int))
+    table = []
+    scale = float(np.mean(cat.costs)) if len(cat.costs) and np.mean(cat.costs) > 0 else 1.0
+    for m in MARGINS:
+        picked = choose(uplift, value, cat, allowed, margin=m * scale)
+        diff = terms(np.where(picked.offer == NONE, 0, picked.offer + 1)) - none
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+        table.append({"margin": m * scale, "gain_over_no_offer": float(diff.mean()), "se": se})
+    found = pd.DataFrame(table)
+    best = found.loc[found["gain_over_no_offer"].idxmax()]
+    if best["gain_over_no_offer"] > SAFETY_SE * best["se"]:
+        return float(best["margin"]), found
+    return float("inf"), found
 
 
 def fit_offers(
@@ -220,9 +277,17 @@ def fit_offers(
         fitted[name] = learner
     best = max(scores, key=lambda name: (scores[name], name == "t_learner"))
     chosen = fitted[best]
-    calibration = calibrate(chosen.predict(x.loc[valid]), arm[valid], y[valid], prop[valid])
-    train = part < 2
-    q_model = TLearner(k, seed).fit(x.loc[train], arm[train], y[train], prop[train])
+    q_model = (
+        fitted[best]
+        if isinstance(fitted[best], TLearner)
+        else TLearner(k, seed).fit(x.loc[fit], arm[fit], y[fit], prop[fit])
+    )
+    # the validation units are halved: one half calibrates, the other chooses the margin
+    tune = valid & (np.random.default_rng(seed + 1).random(len(units)) < 0.5)
+    check = valid & ~tune
+    calibration = calibrate(
+        chosen.predict(x.loc[tune]), arm[tune], y[tune], q_model.outcomes(x.loc[tune]), values[tune]
+    )
     model = OfferModel(
         learner=chosen,
         encoder=encoder,
@@ -231,6 +296,9 @@ def fit_offers(
         horizon=data.horizon,
         default_value=default_value,
         calibration=calibration,
+    )
+    model.margin, margins = choose_margin(
+        model, units.loc[check].reset_index(drop=True), q_model, values[check]
     )
     frame = units.loc[hold].reset_index(drop=True)
     uplift = model.predict_uplift(frame)
@@ -254,6 +322,9 @@ def fit_offers(
         "validation units": int(valid.sum()),
         "holdout units": int(hold.sum()),
         "learner": best,
+        "margin": "no offer (none beat no offer on validation)"
+        if not np.isfinite(model.margin)
+        else f"{model.margin:.2f} expected value after cost",
         "outcome": f"{data.outcome} over {data.horizon} days",
         **{f"left out: {reason}": count for reason, count in data.excluded.items()},
     }
@@ -264,5 +335,6 @@ def fit_offers(
         holdout=holdout,
         deciles=deciles,
         qini=qini,
+        margins=margins,
         facts=facts,
     )
