@@ -238,9 +238,9 @@ def choose_margin(
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
         table.append({"margin": m * scale, "gain_over_no_offer": float(diff.mean()), "se": se})
     found = pd.DataFrame(table)
-    best = found.loc[found["gain_over_no_offer"].idxmax()]
-    if best["gain_over_no_offer"] > SAFETY_SE * best["se"]:
-        return float(best["margin"]), found
+    top = max(table, key=lambda row: row["gain_over_no_offer"])
+    if top["gain_over_no_offer"] > SAFETY_SE * top["se"]:
+        return top["margin"], found
     return float("inf"), found
 
 
@@ -277,9 +277,10 @@ def fit_offers(
         fitted[name] = learner
     best = max(scores, key=lambda name: (scores[name], name == "t_learner"))
     chosen = fitted[best]
+    found_t = fitted[best]
     q_model = (
-        fitted[best]
-        if isinstance(fitted[best], TLearner)
+        found_t
+        if isinstance(found_t, TLearner)
         else TLearner(k, seed).fit(x.loc[fit], arm[fit], y[fit], prop[fit])
     )
     # the validation units are halved: one half calibrates, the other chooses the margin
