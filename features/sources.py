@@ -231,9 +231,9 @@ def check_folder(data_dir: str | Path, con: ibis.BaseBackend | None = None) -> F
     """
     folder = Path(data_dir)
     if not folder.exists():
-        raise ContractError(f"{folder}: no such data folder")
+        raise ContractError(f"data folder {folder} does not exist")
     if not folder.is_dir():
-        raise ContractError(f"{folder}: is not a data folder (a folder holding events.parquet or events.csv)")
+        raise ContractError(f"{folder} is not a folder (a data folder holds events.parquet or events.csv)")
     src = open_sources(folder, con)
     e = src.events
     ts = e.ts.cast("timestamp")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from userops.console import UsageError, console, show, step, summary
-from userops.options import DataOpt
+from userops.options import DataOpt, open_data
 
 if TYPE_CHECKING:
     from experiments.definitions import Experiment
@@ -54,8 +54,16 @@ def _folder(data: Path) -> Path:
     return data
 
 
-def _store_url(store: str | None, data: Path | None) -> str:
-    """``--store`` (or USEROPS_EXPERIMENTS_URL), else the SQLite file in the data folder."""
+def _store_url(store: str | None, data: Path | None, *, create: bool = True, key: str | None = None) -> str:
+    """``--store`` (or USEROPS_EXPERIMENTS_URL), else the SQLite file in the data folder.
+
+    Args:
+        store: ``--store``.
+        data: ``--data``.
+        create: The command may create the SQLite file (``create``, ``holdout``); a command that only
+            reads or changes experiments refuses a file that is not there instead of leaving an empty one.
+        key: The experiment the command is about, named in that refusal.
+    """
     from serving.settings import Settings
 
     if store:
@@ -66,13 +74,57 @@ def _store_url(store: str | None, data: Path | None) -> str:
         if folder is None:
             raise UsageError("give --data DIR (store in DIR/experiments.sqlite) or --store URL")
         _folder(folder)
+        path = folder / "experiments.sqlite"
+        if not create and not path.exists():
+            what = f"no experiment {key!r}: " if key else ""
+            raise UsageError(
+                f"{what}no experiment store at {path} yet; create an experiment first: "
+                "userops experiments create"
+            )
     return settings.experiments_url_for(data)
 
 
-def _open(store: str | None, data: Path | None) -> ExperimentStore:
+def _open(
+    store: str | None, data: Path | None, *, create: bool = False, key: str | None = None
+) -> ExperimentStore:
     from experiments.store import ExperimentStore
 
-    return ExperimentStore(_store_url(store, data))
+    return ExperimentStore(_store_url(store, data, create=create, key=key))
+
+
+def _check_share(value: float | None, option: str, *, zero: bool = True) -> None:
+    """A share of traffic: within [0, 1] (or (0, 1] when ``zero`` is false).
+
+    Raises:
+        UsageError: It is not (the message names the option).
+    """
+    if value is None:
+        return
+    low_ok = value >= 0 if zero else value > 0
+    if not (low_ok and value <= 1):
+        bounds = "[0, 1]" if zero else "(0, 1]"
+        raise UsageError(f"{option}: {value:g} is not a share within {bounds}; 0.5 is half the traffic")
+
+
+def _check_unit_ids(ids: list[str], option: str) -> None:
+    """Unit ids follow the contract's id rule: non-empty, at most 128 characters, no control characters.
+
+    Raises:
+        UsageError: An id breaks it (the message names the option and the id's position).
+    """
+    from features.contract import MAX_ID_CHARS
+
+    for position, unit_id in enumerate(ids, start=1):
+        text = str(unit_id)
+        if not text.strip():
+            problem = "is empty"
+        elif len(text.strip()) > MAX_ID_CHARS:
+            problem = f"is over {MAX_ID_CHARS} characters"
+        elif any(ord(c) < 32 or ord(c) == 127 for c in text):
+            problem = "has control characters"
+        else:
+            continue
+        raise UsageError(f"{option}: unit id {position} {problem}")
 
 
 def _describe(e: Experiment) -> str:
@@ -110,6 +162,8 @@ def create(  # noqa: PLR0913 - one parameter per command-line option (Typer read
     from experiments.store import ExperimentStore
 
     with step("experiments create"):
+        _check_share(coverage, "--coverage")
+        _check_share(layer_share, "--layer-share", zero=False)
         names, weights = parse_variants(variants)
         experiment = Experiment(
             key=key,
@@ -123,7 +177,7 @@ def create(  # noqa: PLR0913 - one parameter per command-line option (Typer read
             guardrails=tuple(guardrail or []),
             description=description,
         )
-        url = _store_url(store, data)
+        url = _store_url(store, data, create=True)
         opened = ExperimentStore(url)
         created = opened.create(experiment, layer_share=layer_share if layer else None)
         if start:
@@ -141,7 +195,7 @@ def list_(
 ) -> None:
     """List experiments. Reads the store; writes nothing."""
     with step("experiments list"):
-        found = _open(store, data).list_experiments(status=status)
+        found = _open(store, data, create=True).list_experiments(status=status)
         if as_json:
             typer.echo(json.dumps([e.to_dict() for e in found], indent=2))
             return
@@ -154,14 +208,14 @@ def list_(
 def start(key: KeyArg, data: StoreDataOpt = None, store: StoreOpt = None) -> None:
     """Start a draft experiment. Writes the store (status and change log)."""
     with step("experiments start"):
-        _say(f"started {_describe(_open(store, data).start(key))}")
+        _say(f"started {_describe(_open(store, data, key=key).start(key))}")
 
 
 @app.command()
 def stop(key: KeyArg, data: StoreDataOpt = None, store: StoreOpt = None) -> None:
     """Stop a running experiment (frees its layer slice). Writes the store (status and change log)."""
     with step("experiments stop"):
-        _say(f"stopped {_describe(_open(store, data).stop(key))}")
+        _say(f"stopped {_describe(_open(store, data, key=key).stop(key))}")
 
 
 @app.command()
@@ -185,17 +239,18 @@ def edit(
     from experiments.definitions import edits
 
     with step("experiments edit"):
+        _check_share(coverage, "--coverage")
         changes = edits(variants=variants, coverage=coverage, targeting=target, description=description)
         if not changes:
             raise UsageError("nothing to change; give --variants, --coverage, --target or --description")
-        _say(f"edited {_describe(_open(store, data).update(key, force=force, **changes))}")
+        _say(f"edited {_describe(_open(store, data, key=key).update(key, force=force, **changes))}")
 
 
 @app.command()
 def history(key: KeyArg, as_json: JsonOpt = False, data: StoreDataOpt = None, store: StoreOpt = None) -> None:
     """Show every recorded change of an experiment, oldest first. Reads the store."""
     with step("experiments history"):
-        changes = _open(store, data).history(key)
+        changes = _open(store, data, key=key).history(key)
         if not changes:
             raise UsageError(f"no changes recorded for {key!r}")
         if as_json:
@@ -225,7 +280,7 @@ def holdout(
 ) -> None:
     """Set the global holdout. Writes the store (setting and change log)."""
     with step("experiments holdout"):
-        held = _open(store, data).set_holdout(fraction=fraction, salt=salt)
+        held = _open(store, data, create=True).set_holdout(fraction=fraction, salt=salt)
         _say(f"global holdout: {held.buckets / 100:.2f}% of units (salt {held.salt})")
 
 
@@ -273,7 +328,8 @@ def assign(  # noqa: PLR0913 - one parameter per command-line option (Typer read
             ids, attributes = list(unit), pd.DataFrame(_attributes(unit, attr or []))
         else:
             raise UsageError("give --unit ID (repeatable) or --units FILE")
-        opened = _open(store, data)
+        _check_unit_ids(list(ids), "--units" if units is not None else "--unit")
+        opened = _open(store, data, key=experiment)
         log = ExposureLog(engine=opened.engine) if log_exposures else None
         result = assign_units(
             store=opened, experiment=experiment, unit_ids=ids, attributes=attributes, log=log, preview=preview
@@ -371,7 +427,13 @@ def analyze(  # noqa: PLR0913 - one parameter per command-line option (Typer rea
     from serving.settings import Settings
 
     with step("experiments analyze") as started:
-        _folder(data)
+        if not 0 < alpha <= 0.5:
+            raise UsageError(f"--alpha: {alpha:g} is not in (0, 0.5]; 0.05 is a 95% confidence level")
+        if window is not None and window < 1:
+            raise UsageError(f"--window: {window:g} is less than 1 day")
+        if pre_days <= 0:
+            raise UsageError(f"--pre-days: {pre_days:g} is not a positive number of days")
+        open_data(data)
         options = AnalysisOptions(
             metrics=tuple(metric or []),
             guardrails=tuple(guardrail or []),
