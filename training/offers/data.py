@@ -250,6 +250,9 @@ def unit_features(data_dir: str | Path, units: pd.DataFrame) -> tuple[pd.DataFra
         note = f"user attributes only (no behaviour features: {str(exc).splitlines()[0]})"
         parts = []
     attrs = read_attributes(data_dir)
+    if parts and sum(len(p) for p in parts) == 0:  # no unit was a user with history before its exposure
+        note = "user attributes only (no unit has behaviour before its exposure)"
+        parts = []
     if parts:
         frame = pd.concat(parts, ignore_index=True).drop(columns=["as_of"], errors="ignore")
         frame["user_id"] = frame["user_id"].astype(str)
