@@ -11,7 +11,7 @@ import typer
 
 from serving.settings import Settings
 from userops.console import UsageError, console, step, summary
-from userops.options import AsOfOpt, DataOpt, OutOpt
+from userops.options import AllowGapOpt, AsOfOpt, DataOpt, OutOpt, open_data, require_store
 
 offers_app = typer.Typer(help="Next-best offers from the registered offers model.", no_args_is_help=True)
 
@@ -130,6 +130,7 @@ def choose(
         float,
         typer.Option("--explore", min=0, max=1, help="Share of users randomized through an experiment."),
     ] = 0.1,
+    allow_gap: AllowGapOpt = False,
 ) -> None:
     """Choose each user's next-best offer: the allowed offer with the largest uplift x value - cost, or none.
 
@@ -143,7 +144,9 @@ def choose(
     from training.offers.run import require_offer_model
 
     with step("offers choose") as started:
+        open_data(data, as_of, allow_gap=allow_gap)
         uri = Settings().tracking_uri_for(data)
+        require_store(uri, "offers")
         with console.status("model, features and value at stake"):
             model = require_offer_model(uri)
             frame = _with_values(data, as_of, _users(data, as_of, users))

@@ -7,6 +7,7 @@ the current champion's policy re-scored on the same held-out randomized units.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -183,11 +184,16 @@ def train_offers(
         mlflow.log_text(fit.policies.to_csv(), "policies.csv")
         mlflow.log_text(fit.margins.to_csv(index=False), "margins.csv")
         _log_plots(fit)
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_log.level
+        # its notes on pickled wrappers and type-hint signatures are not the operator's to act on
+        pyfunc_log.setLevel(logging.ERROR)
         with tempfile.TemporaryDirectory() as tmp:
             saved = fit.model.save(Path(tmp) / "offer_model.pkl")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=OfferPyfunc(), artifacts={"model": str(saved)}
             )
+        pyfunc_log.setLevel(level)
 
         def score_champion(uri: str) -> float:
             champion = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
