@@ -16,11 +16,13 @@ The kept tables hold integer codes instead of id strings: every later query grou
 integers, several times faster than on strings. Codes are assigned once and never change.
 
 Every part is written to a temporary name and renamed, and ``state.json`` is replaced last, so a failed
-run leaves the previous state intact. Days are whole UTC days, so the table built up to ``until`` serves
-any as-of date ``<= until`` (features filter ``day < as_of``). Events that arrive late for a day already
-aggregated (or are deleted or moved) change the count and summed timestamps of the events before
-``until`` kept in the state, and the next update rebuilds from all events; an edit that keeps every
-timestamp (a changed amount) is not seen: rebuild with ``full=True`` after rewriting history.
+or killed run leaves the previous state intact (the state is replaced as a whole, in one rename); the
+parts such a run left that no state names are removed by the next update. Days are whole UTC days, so
+the table built up to ``until`` serves any as-of date ``<= until`` (features filter ``day < as_of``).
+Events that arrive late for a day already aggregated (or are deleted or moved) change the count and
+summed timestamps of the events before ``until`` kept in the state, and the next update rebuilds from
+all events; an edit that keeps every timestamp (a changed amount) is not seen: rebuild with
+``full=True`` after rewriting history.
 """
 
 from __future__ import annotations
@@ -235,6 +237,8 @@ class DailyStore:
                 shutil.rmtree(self.root)
             state = None
         self.root.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            self._sweep(state)
         if state is None:
             items_from = until - pd.Timedelta(days=DISTINCT_WINDOW)
             state = DailyState(until=None, items_from=items_from.date(), events=source, version=VERSION)
@@ -313,6 +317,27 @@ class DailyStore:
         if gone:
             self._memory = None
         return gone
+
+    def _sweep(self, state: DailyState) -> None:
+        """Remove what a run killed half-way left behind: parts ``state`` does not name, temporary files.
+
+        ``state.json`` is the one commit point: parts are written first under new names and the state
+        that names them replaces the old one in one rename, so a kill at any moment leaves the old state
+        or the new one whole, plus (at most) parts that nothing names, cleared here.
+        """
+        named = {
+            *state.activity,
+            *state.items,
+            *state.users,
+            *state.item_codes,
+            state.totals,
+            state.seen_items,
+            state.seen_categories,
+            STATE,
+        }
+        for path in self.root.iterdir():
+            if path.name not in named:
+                _remove(path)
 
     def _save(self, state: DailyState) -> None:
         tmp = self.root / f".{STATE}.tmp"
