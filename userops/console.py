@@ -39,6 +39,30 @@ EXPECTED: tuple[type[Exception], ...] = (
 """The failures that are the user's to fix. Anything else is a bug and keeps its traceback."""
 
 
+def one_line_usage_errors() -> None:
+    """Report a bad option as the one line every refused input gets (exit code stays Click's 2).
+
+    Click's own report of a bad value or an unknown option is the usage, a hint and a framed box; the
+    message inside names the option (``Invalid value for '--top': 0 is not in the range x>=1.``), and that
+    line alone is printed. Typer looks the formatter up on its module at each error, so it is replaced
+    there; the empty-command case (``no_args_is_help``) still shows the help.
+    """
+    from rich.markup import escape
+    from typer import rich_utils
+
+    def report(self: Exception) -> None:  # named as typer's own, which takes the error as ``self``
+        if type(self).__name__ == "NoArgsIsHelpError":
+            return
+        message = getattr(self, "format_message", None)
+        text = " ".join((message() if callable(message) else str(self)).split())
+        console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+    rich_utils.rich_format_error = report
+
+
+one_line_usage_errors()
+
+
 def quiet_libraries() -> None:
     """Keep MLflow's info lines and download bars out of a command's progress and summary.
 
