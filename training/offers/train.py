@@ -1,8 +1,9 @@
 """Fit the uplift learners on randomized units, choose one by Qini, evaluate the policy off-line.
 
-Units are split three ways by a seeded shuffle: fit (60%), validation (20%: the learner with the best
-Qini coefficient wins), holdout (20%: the policy's value by IPS and DR beside "no offer" and "everyone
-gets X"). No unit is in two parts. The winner is refitted on fit + validation; the holdout stays unseen.
+Units are split three ways by a seeded shuffle: fit (50%: the learners and the outcome models), validation
+(30%: the learner with the best Qini coefficient wins, its uplifts are calibrated, and the margin an
+offer's expected value must clear is chosen), holdout (20%: the policy's value by IPS and DR beside "no
+offer" and "everyone gets X"). No unit is in two parts; the holdout stays unseen until the evaluation.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class OfferFit:
     facts: dict[str, object] = field(default_factory=dict)
 
 
-def split_units(n: int, seed: int, shares: tuple[float, float] = (0.6, 0.2)) -> np.ndarray:
+def split_units(n: int, seed: int, shares: tuple[float, float] = (0.5, 0.3)) -> np.ndarray:
     """0 = fit, 1 = validation, 2 = holdout, by a seeded shuffle."""
     order = np.random.default_rng(seed).permutation(n)
     part = np.full(n, 2)
@@ -206,21 +207,28 @@ MARGINS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def choose_margin(
-    model: OfferModel, frame: pd.DataFrame, q_model: TLearner, value: np.ndarray
+    catalogue: Catalogue, frame: pd.DataFrame, uplift: np.ndarray, mu: np.ndarray, value: np.ndarray
 ) -> tuple[float, pd.DataFrame]:
-    """The margin whose policy has the best DR value on validation units, or ``inf`` (no offer) unless
-    that policy beats "no offer" by more than :data:`SAFETY_SE` standard errors of the paired difference.
+    """The margin whose policy beats "no offer" on validation units by the most with confidence: the
+    largest gain in DR value minus :data:`SAFETY_SE` standard errors of the paired difference; ``inf``
+    (no offer) when no margin's lower bound is above zero.
+
+    Args:
+        catalogue: The offers.
+        frame: Validation units (``arm, propensity, y``).
+        uplift: Their calibrated uplifts, each from a calibration fitted on other units.
+        mu: Their predicted outcome under each arm (models fitted on other units), ``(n, K + 1)``.
+        value: Their value of one unit of outcome.
 
     Returns:
-        ``(margin, table of margin, value, se of the gain over no offer)``.
+        ``(margin, table of margin, gain over no offer, its standard error)``.
     """
-    cat = model.catalogue
+    cat = catalogue
     arm = frame["arm"].to_numpy()
     prop = frame["propensity"].to_numpy(dtype=float)
     costs = np.r_[0.0, cat.costs]
     reward = frame["y"].to_numpy(dtype=float) * value - costs[arm]
-    q = q_model.outcomes(model.encoder.transform(frame)) * value[:, None] - costs[None, :]
-    uplift = model.predict_uplift(frame)
+    q = mu * value[:, None] - costs[None, :]
     allowed = np.ones(uplift.shape, dtype=bool)
     rows = np.arange(len(arm))
 
@@ -238,8 +246,8 @@ def choose_margin(
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
         table.append({"margin": m * scale, "gain_over_no_offer": float(diff.mean()), "se": se})
     found = pd.DataFrame(table)
-    top = max(table, key=lambda row: row["gain_over_no_offer"])
-    if top["gain_over_no_offer"] > SAFETY_SE * top["se"]:
+    top = max(table, key=lambda row: row["gain_over_no_offer"] - SAFETY_SE * row["se"])
+    if top["gain_over_no_offer"] - SAFETY_SE * top["se"] > 0:
         return top["margin"], found
     return float("inf"), found
 
@@ -283,12 +291,16 @@ def fit_offers(
         if isinstance(found_t, TLearner)
         else TLearner(k, seed).fit(x.loc[fit], arm[fit], y[fit], prop[fit])
     )
-    # the validation units are halved: one half calibrates, the other chooses the margin
-    tune = valid & (np.random.default_rng(seed + 1).random(len(units)) < 0.5)
-    check = valid & ~tune
-    calibration = calibrate(
-        chosen.predict(x.loc[tune]), arm[tune], y[tune], q_model.outcomes(x.loc[tune]), values[tune]
-    )
+    raw, mu = chosen.predict(x.loc[valid]), q_model.outcomes(x.loc[valid])
+    yv, av, vv = y[valid], arm[valid], values[valid]
+    # the margin is judged on uplifts calibrated on the other half of the validation units (cross-fit),
+    # so the calibration's own fit to these units does not flatter the policy
+    half = np.random.default_rng(seed + 1).random(len(raw)) < 0.5
+    crossed = np.zeros_like(raw)
+    for side in (half, ~half):
+        line = calibrate(raw[~side], av[~side], yv[~side], mu[~side], vv[~side])
+        crossed[side] = line[None, :, 0] + line[None, :, 1] * raw[side]
+    margin, margins = choose_margin(catalogue, units.loc[valid].reset_index(drop=True), crossed, mu, vv)
     model = OfferModel(
         learner=chosen,
         encoder=encoder,
@@ -296,10 +308,8 @@ def fit_offers(
         outcome=data.outcome,
         horizon=data.horizon,
         default_value=default_value,
-        calibration=calibration,
-    )
-    model.margin, margins = choose_margin(
-        model, units.loc[check].reset_index(drop=True), q_model, values[check]
+        calibration=calibrate(raw, av, yv, mu, vv),
+        margin=margin,
     )
     frame = units.loc[hold].reset_index(drop=True)
     uplift = model.predict_uplift(frame)
