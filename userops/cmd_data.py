@@ -29,8 +29,15 @@ def simulate(
     """
     from simulator.simulate import WorldConfig
     from simulator.simulate import simulate as run
+    from userops.options import BadDate, parse_as_of
 
     with step("simulate") as started:
+        try:
+            start = parse_as_of(start).isoformat()
+        except BadDate as exc:
+            raise UsageError(f"--start: {exc.message}") from exc
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out: {out} is a file; name the data folder to write")
         counts = run(WorldConfig(n_users=users, days=days, seed=seed, start=start), out, progress=True)
         summary("simulated world", {**{f"{k} rows": v for k, v in counts.items()}, "output": out}, started)
 
