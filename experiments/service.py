@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.analysis import DEFAULT_OPTIONS, Analysis, analyze
-from experiments.assignment import assign_many
+from experiments.assignment import assign, assign_many
 from experiments.definitions import DRAFT, RUNNING
 from experiments.errors import DataError, StoreError, UnknownExperimentError
 from experiments.exposures import Exposure, ExposureSink
@@ -75,6 +75,37 @@ def assign_units(
             if v is not None
         )
     return frame
+
+
+def assign_unit(
+    *,
+    store: ExperimentStore,
+    experiment: str,
+    unit_id: str,
+    attributes: Mapping[str, object] | None = None,
+    log: ExposureSink | None = None,
+) -> tuple[str | None, str]:
+    """One unit of a running experiment, as :func:`assign_units` does it for many, without a table:
+    what a request handler calls for each request.
+
+    Returns:
+        The variant (``None`` when not enrolled) and the reason.
+
+    Raises:
+        StoreError: If the experiment is unknown or not running.
+    """
+    definition = store.get(experiment)
+    if definition.status != RUNNING:
+        raise StoreError(
+            f"experiment {experiment!r} is {definition.status}, not running (preview shows the design)"
+        )
+    answer = assign(
+        design=definition.design(), unit_id=unit_id, attributes=attributes, holdout=store.holdout()
+    )
+    if log is not None and answer.variant is not None:
+        stamp = datetime.now(UTC).replace(tzinfo=None)
+        log.log([Exposure(experiment=experiment, variant=answer.variant, unit_id=unit_id, ts=stamp)])
+    return answer.variant, str(answer.reason)
 
 
 def read_units(path: Path) -> tuple[list[str], pd.DataFrame]:

@@ -2,6 +2,8 @@
 
 A key is 32 random bytes (256 bits) in URL-safe text, shown once when it is made. The store keeps its
 SHA-256 and a short prefix to tell keys apart; a presented key is hashed and compared in constant time.
+A worker remembers a key it has verified for :data:`REMEMBER_SECONDS`, so a revoked key is refused
+everywhere within that time (at once by a worker that had not seen it).
 Roles: ``app`` (per-user endpoints, assignment, events), ``operator`` (win-back lists), ``analyst``
 (experiment results) and ``admin`` (everything, reload).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, cast, get_args
@@ -23,6 +26,8 @@ from serving.errors import ServingError
 Role = Literal["app", "operator", "analyst", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 PREFIX = "uok_"
+REMEMBER_SECONDS = 1.0
+"""How long a worker trusts a key it has verified before asking the store again."""
 
 
 class KeyStoreError(ServingError):
@@ -46,6 +51,7 @@ class KeyStore:
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
+        self._verified: dict[str, tuple[Principal, float]] = {}
         meta = MetaData()
         self.keys = Table(
             "userops_api_keys",
@@ -78,8 +84,21 @@ class KeyStore:
         return Principal(name=name, role=role), key
 
     def verify(self, key: str) -> Principal | None:
-        """Who holds ``key``, or ``None`` for an unknown or revoked key."""
+        """Who holds ``key``, or ``None`` for an unknown or revoked key (a known key is remembered for
+        :data:`REMEMBER_SECONDS`: one look-up a second per key, not one per request)."""
         digest = _digest(key)
+        remembered = self._verified.get(digest)
+        now = time.monotonic()
+        if remembered is not None and now - remembered[1] < REMEMBER_SECONDS:
+            return remembered[0]
+        principal = self._look_up(digest)
+        if principal is None:
+            self._verified.pop(digest, None)
+        else:
+            self._verified[digest] = (principal, now)
+        return principal
+
+    def _look_up(self, digest: str) -> Principal | None:
         with database_errors(self.engine.url), self.engine.connect() as conn:
             row = conn.execute(
                 select(self.keys.c.digest, self.keys.c.name, self.keys.c.role).where(
@@ -98,9 +117,10 @@ class KeyStore:
             return [dict(row._mapping) for row in rows]
 
     def revoke(self, name: str) -> None:
-        """Revoke the key called ``name``; it is refused from the next request on."""
+        """Revoke the key called ``name``; running servers refuse it within :data:`REMEMBER_SECONDS`."""
         now = datetime.now(UTC).replace(tzinfo=None)
         with database_errors(self.engine.url), self.engine.begin() as conn:
             done = conn.execute(update(self.keys).where(self.keys.c.name == name).values(revoked_at=now))
             if done.rowcount == 0:
                 raise KeyStoreError(f"no key named {name!r}")
+        self._verified.clear()

@@ -82,7 +82,7 @@ def list_keys(data: DataOpt) -> None:
 def revoke(
     data: DataOpt, name: Annotated[str, typer.Argument(help="The key's name (see `userops keys list`).")]
 ) -> None:
-    """Revoke a key by name: it is refused from the next request on."""
+    """Revoke a key by name: a running server refuses it within a second."""
     from serving.auth import KeyStore
 
     with step("keys revoke"):

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experiments.options import AnalysisOptions
-from experiments.service import analyze_folder, assign_units, require_readable
+from experiments.service import analyze_folder, assign_unit, assign_units, require_readable
 from serving.deps import AnalystCaller, AppCaller, DataDirDep, ExperimentStoreDep, ExposureLogDep
 from serving.params import ID_PATTERN, KeyPath, UnitIdQuery
 
@@ -195,17 +195,10 @@ def assignment(
     params = request.query_params
     repeated = [name for name in params if len(params.getlist(name)) > 1]
     attributes = _query_attributes(params, repeated)
-    frame = assign_units(
-        store=store,
-        experiment=key,
-        unit_ids=[unit_id],
-        attributes=pd.DataFrame([attributes], index=[0], dtype=object),
-        log=log,
+    variant, reason = assign_unit(
+        store=store, experiment=key, unit_id=unit_id, attributes=attributes, log=log
     )
-    row = frame.iloc[0]
-    return Assignment(
-        experiment=key, unit_id=unit_id, variant=str(row["variant"]) or None, reason=str(row["reason"])
-    )
+    return Assignment(experiment=key, unit_id=unit_id, variant=variant, reason=reason)
 
 
 @router.post(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from experiments.errors import StoreError
-from experiments.service import assign_units
+from experiments.service import assign_unit
 from serving.deps import AppCaller, ExperimentStoreDep, ExposureLogDep, ModelsDep
 from serving.errors import NotReadyError
 from serving.models import Loaded, ModelInfo
@@ -68,11 +68,10 @@ def _routed(
     rollout = loaded.rollout
     if rollout is not None:
         try:
-            frame = assign_units(store=store, experiment=rollout.experiment, unit_ids=[user_id], log=log)
+            variant, _ = assign_unit(store=store, experiment=rollout.experiment, unit_id=user_id, log=log)
         except StoreError:  # stopped or deleted since the models were loaded: the champion answers
-            frame = None
-        variant = str(frame["variant"].iloc[0]) if frame is not None else ""
-        if variant in rollout.models:
+            variant = None
+        if variant is not None and variant in rollout.models:
             model, info = rollout.models[variant]
             return model, info, variant
     return _recommender(loaded), loaded.recommender_info, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from serving.app import create_app
-from serving.auth import ROLES, KeyStore
+from serving.auth import REMEMBER_SECONDS, ROLES, KeyStore
 from serving.settings import Settings
 from simulator.simulate import WorldConfig, simulate
 from training.recommend import RecommenderTuning, train_and_register
@@ -187,3 +188,17 @@ def test_keys_commands_print_the_key_alone_and_revoke_it(folder: Path, client: T
     assert client.post("/v1/admin/reload", headers=_auth(key)).status_code == 401
     bad = runner.invoke(cli, ["keys", "create", "--data", str(folder), "--role", "boss"])
     assert bad.exit_code == 1 and "unknown role 'boss'" in bad.output
+
+
+def test_a_revoked_key_is_refused_within_a_second_by_a_worker_that_had_verified_it(
+    tmp_path: Path,
+) -> None:
+    url = Settings(tracking_uri=None).experiments_url_for(tmp_path)
+    worker, elsewhere = KeyStore(url), KeyStore(url)  # a serving worker, and the `keys revoke` command
+    principal, key = worker.create("app", name="phone")
+    assert worker.verify(key) == principal
+    elsewhere.revoke("phone")
+    assert elsewhere.verify(key) is None  # a store that had not remembered it refuses it at once
+    time.sleep(REMEMBER_SECONDS + 0.1)
+    assert worker.verify(key) is None
+    assert worker.verify("uok_" + "x" * 43) is None
