@@ -29,9 +29,11 @@ def _users(data: Path, as_of: date, users: str) -> pd.DataFrame:
     try:
         frame = build_features(data, as_of)
         frame["user_id"] = frame["user_id"].astype(str)
-    except FeaturesError:  # a campaign-only folder: user attributes are the features
+    except FeaturesError:
+        frame = pd.DataFrame({"user_id": pd.Series(dtype=str)})
+    if frame.empty:  # a campaign-only folder (no signup times, no history): user attributes are the features
         attrs = read_attributes(data)
-        frame = attrs if attrs is not None else pd.DataFrame({"user_id": pd.Series(dtype=str)})
+        frame = attrs if attrs is not None else frame
     if users == "all":
         return frame.reset_index(drop=True)
     from features.contract import read_raw
