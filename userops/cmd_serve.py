@@ -54,11 +54,13 @@ def create(
 
     Writes the key's hash to the SQL store (USEROPS_EXPERIMENTS_URL or DATA/experiments.sqlite).
     """
-    from serving.auth import KeyStore
+    from serving.auth import ROLES, KeyStore
 
     with step("keys create"):
         if not data.is_dir():
             raise UsageError(f"data folder {data} does not exist")
+        if role not in ROLES:  # before the store is opened: a refused command creates no database
+            raise UsageError(f"--role: unknown role {role!r}; roles: {', '.join(ROLES)}")
         principal, key = KeyStore(Settings().experiments_url_for(data)).create(role, name)
         console.print(f"key {principal.name!r} with role {principal.role}; keep it, it is not shown again:")
         typer.echo(key)
