@@ -31,6 +31,7 @@ WINBACK_COLUMNS: tuple[str, ...] = (
     "rfm_segment",
     "reasons",
     "offer_id",
+    "expected_value",
 )
 
 
@@ -115,7 +116,10 @@ class WinbackFilters:
 
 
 def winback_list(
-    scores: pd.DataFrame, values: pd.DataFrame, filters: WinbackFilters = WinbackFilters()
+    scores: pd.DataFrame,
+    values: pd.DataFrame,
+    filters: WinbackFilters = WinbackFilters(),
+    offers: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Users ranked by expected value saved (``churn_risk x value_at_stake``), largest first.
 
@@ -123,10 +127,12 @@ def winback_list(
         scores: :func:`score_churn` scores.
         values: :func:`training.value.value_at_stake` output for the same users.
         filters: Which users to keep.
+        offers: The next-best offer per user (``user_id, offer_id, expected_value``, as
+            :meth:`training.offers.model.OfferModel.choose` gives it); without it no offer is named.
 
     Returns:
-        :data:`WINBACK_COLUMNS` then ``expected_purchases, expected_order_value`` (``offer_id`` empty
-        until the next-best-offer model lands).
+        :data:`WINBACK_COLUMNS` then ``expected_purchases, expected_order_value`` (``offer_id`` empty and
+        ``expected_value`` 0 where no offer is worth its cost, or no offer model is given).
 
     Raises:
         TrainingDataError: ``segment`` is no user's RFM segment or lifecycle stage here.
@@ -135,6 +141,12 @@ def winback_list(
     frame["value_at_stake"] = frame["value_at_stake"].fillna(0.0)
     frame["expected_value_saved"] = frame["churn_risk"] * frame["value_at_stake"]
     frame["offer_id"] = ""
+    frame["expected_value"] = 0.0
+    if offers is not None and len(offers):
+        chosen = offers.drop_duplicates("user_id").set_index("user_id")
+        ids = frame["user_id"].astype(str)
+        frame["offer_id"] = ids.map(chosen["offer_id"]).fillna("").astype(str).to_numpy()
+        frame["expected_value"] = ids.map(chosen["expected_value"]).fillna(0.0).astype(float).to_numpy()
     frame = filter_winback(frame, filters)
     extra = [c for c in ("expected_purchases", "expected_order_value") if c in frame]
     return frame[[*WINBACK_COLUMNS, *extra]].reset_index(drop=True)

@@ -64,8 +64,42 @@ def score_outputs(
     frame = with_stacked(population(frame, lookback), load_events_before(data_dir, as_of), as_of)
     scored = score_churn(model, frame, lookback=lookback, propensity=propensity)
     values = values_for(data_dir, as_of, scored.scores["user_id"], horizon)
-    winback = winback_list(scored.scores, values, filters or WinbackFilters())
+    offers = next_best_offers(data_dir, as_of, tracking_uri=tracking_uri, features=scored.features)
+    winback = winback_list(scored.scores, values, filters or WinbackFilters(), offers=offers)
     return scored.scores, winback, scored.drifted, scored.drift
+
+
+def next_best_offers(
+    data_dir: str | Path, as_of: date, *, tracking_uri: str, features: pd.DataFrame
+) -> pd.DataFrame | None:
+    """The offers champion's choice for each user of ``features`` (``None`` when no offers model exists).
+
+    The value of retaining a user is their value at stake over the value horizon the model was trained
+    with, from the folder's events before ``as_of``; cooldowns and caps read the folder's exposures.
+    """
+    from features.contract import load_table
+    from training.offers.run import load_offer_model
+    from training.offers.train import VALUE_HORIZON
+    from training.winback import values_for
+
+    model = load_offer_model(tracking_uri)
+    if model is None or features.empty:
+        return None
+    values = values_for(data_dir, as_of, features["user_id"], VALUE_HORIZON)
+    frame = features.drop(columns=[c for c in values.columns if c != "user_id"], errors="ignore")
+    frame = frame.merge(values, on="user_id", how="left")
+    return model.choose(frame, as_of=as_of, history=load_table(data_dir, "exposures"))
+
+
+def has_offer_campaign(data_dir: str | Path) -> bool:
+    """Whether the folder holds an offers catalogue and an experiment of control plus catalogue offers."""
+    from features.contract import load_table
+    from training.offers.data import offer_campaigns
+
+    offers, exposures = load_table(data_dir, "offers"), load_table(data_dir, "exposures")
+    if offers is None or exposures is None:
+        return False
+    return bool(offer_campaigns(exposures, offers["offer_id"].astype(str).tolist()))
 
 
 def run_pipeline(
@@ -106,6 +140,8 @@ def run_pipeline(
             progress=say,
         )
         report.outcomes.append(outcome)
+    if has_offer_campaign(data):
+        train_offers_step(data, as_of, tracking_uri=tracking_uri, report=report, progress=say)
     say("score churn and build the win-back list")
     scores, winback, drifted, _ = score_outputs(
         data,
@@ -122,3 +158,31 @@ def run_pipeline(
     report.rows["expected value saved (top 100)"] = f"{winback['expected_value_saved'].head(100).sum():,.2f}"
     report.drifted = drifted
     return report
+
+
+def train_offers_step(
+    data: Path,
+    as_of: date,
+    *,
+    tracking_uri: str,
+    report: PipelineReport,
+    progress: Callable[[str], None],
+) -> None:
+    """Train the offers model when the folder holds a campaign; a campaign that cannot train yet (its
+    outcome window still open, one arm, ...) is reported, and the rest of the pipeline goes on."""
+    from training.errors import OfferDataError
+    from training.offers.run import train_offers
+    from training.offers.train import NO_OFFER, POLICY
+
+    progress("train offers: uplift from the randomized campaigns, policy value, promote")
+    try:
+        outcome, fit = train_offers(data_dir=data, as_of=as_of, tracking_uri=tracking_uri, progress=progress)
+    except OfferDataError as exc:
+        report.rows["offers"] = f"not trained: {str(exc).splitlines()[0]}"
+        return
+    ips = fit.policies["ips"].to_dict()
+    se = fit.policies["ips_se"].to_dict()
+    report.rows["offers policy value per user"] = (
+        f"{ips[POLICY]:.2f} ± {se[POLICY]:.2f} (IPS), no offer {ips[NO_OFFER]:.2f} ± {se[NO_OFFER]:.2f}"
+    )
+    report.rows["offers decision"] = outcome.decision
