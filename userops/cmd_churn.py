@@ -96,7 +96,8 @@ def winback(  # noqa: PLR0913 - one parameter per command-line option (Typer rea
     Reads the data folder (events before --as-of) and models:/churn@champion (MLFLOW_TRACKING_URI or
     DATA/mlflow.db). Writes OUT with user_id, churn_risk, value_at_stake (expected spend over the horizon
     if retained: BG/NBD purchases x Gamma-Gamma order value), expected_value_saved, lifecycle_stage,
-    rfm_segment, reasons, offer_id (empty until the next-best-offer model lands).
+    rfm_segment, reasons, offer_id and expected_value (the offers champion's next-best offer and its value
+    after cost; empty and 0 when none is worth its cost or no offers model is registered).
     """
     from features.contract import write_table
     from training.winback import WinbackFilters
