@@ -1,20 +1,40 @@
-"""Calibration of raw model scores into probabilities: isotonic or Platt, chosen on data.
+"""Calibration of raw model scores into probabilities: isotonic or Platt, chosen on data; and the shift of
+those probabilities from the calibration date to the date scored.
 
 The method is picked by cross-validated log-loss on the calibration slice (isotonic needs more data to
 beat Platt's two parameters); the chosen map is then fitted on the whole slice. Both maps are
 non-decreasing, so a calibrated score keeps every monotone property of the raw one.
+
+The calibration slice is labelled, so it lies at least a horizon before the date scored; when the base
+rate moves in between, every probability is off. A date shift moves all of them by one logit offset
+(monotone again), estimated without the scored date's labels (:data:`DATE_SHIFTS`):
+
+* ``none``: no shift;
+* ``em``: the prior-shift EM of Saerens, Latinne and Decaestecker (2002) on the scored date's calibrated
+  probabilities (the features there are known, the labels not);
+* ``trend``: the offset each back-test date would have needed, a straight line through them over time,
+  read at the scored date.
+
+Which one is used is itself back-tested (:func:`choose_date_shift`): calibrate at one back-test date,
+shift to a later one as far ahead as the scored date is, measure the ECE there, over every such pair.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from training.errors import TrainingDataError
+from training.evaluate import expected_calibration_error
 
 _EPS = 1e-6
 
@@ -124,3 +144,147 @@ class Calibrator:
 
 def _platt(raw: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(slope * _logit(raw) + intercept)))
+
+
+DATE_SHIFTS: tuple[str, ...] = ("none", "em", "trend")
+"""Ways to move calibrated probabilities from the calibration date to the scored date (module docstring)."""
+
+
+def shift_logit(p: np.ndarray, offset: float) -> np.ndarray:
+    """``p`` moved by ``offset`` on the log-odds scale (order kept; 0 changes nothing)."""
+    if offset == 0:
+        return np.asarray(p, dtype=float)
+    return np.asarray(expit(_logit(p) + offset))
+
+
+def prior_shift(p: np.ndarray, from_rate: float, to_rate: float) -> np.ndarray:
+    """Bayes' rule for a new base rate: posteriors under prior ``from_rate`` re-weighted to ``to_rate``.
+
+    ``p' = (r'/r) p / ((r'/r) p + ((1-r')/(1-r)) (1-p))``, the same as a log-odds offset of
+    ``logit(r') - logit(r)``.
+    """
+    return shift_logit(p, float(_logit(np.array([to_rate]))[0] - _logit(np.array([from_rate]))[0]))
+
+
+def em_base_rate(p: np.ndarray, rate: float, *, tol: float = 1e-8, max_iter: int = 1000) -> float:
+    """The base rate of an unlabelled sample by EM (Saerens, Latinne and Decaestecker, 2002).
+
+    Args:
+        p: Calibrated probabilities of the sample's users, calibrated where the base rate was ``rate``.
+        rate: The base rate of the calibration sample.
+        tol: Stop when the estimate moves less than this.
+        max_iter: Most iterations.
+
+    Returns:
+        The estimated base rate of the sample: the fixed point of "re-weight every posterior to the
+        current estimate, then average them".
+    """
+    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    rate = float(np.clip(rate, _EPS, 1 - _EPS))
+    estimate = rate
+    for _ in range(max_iter):
+        new = float(prior_shift(p, rate, estimate).mean())
+        new = float(np.clip(new, _EPS, 1 - _EPS))
+        if abs(new - estimate) < tol:
+            return new
+        estimate = new
+    return estimate
+
+
+def offset_for_rate(p: np.ndarray, rate: float) -> float:
+    """The log-odds offset that makes the mean of ``p`` equal ``rate`` (0 when it already does)."""
+    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    rate = float(np.clip(rate, 1e-4, 1 - 1e-4))
+    logits = _logit(p)
+
+    def gap(z: float) -> float:
+        return float(expit(logits + z).mean()) - rate
+
+    if gap(0.0) == 0:
+        return 0.0
+    return float(brentq(gap, -20.0, 20.0, xtol=1e-10))
+
+
+@dataclass(frozen=True)
+class DatedScores:
+    """Raw scores of one as-of date's users, with their outcomes when known.
+
+    Attributes:
+        as_of: The as-of date.
+        raw: The model's raw scores.
+        y: 0/1 outcomes (``None``: not known yet, as at the scored date).
+    """
+
+    as_of: date
+    raw: np.ndarray
+    y: np.ndarray | None = None
+
+
+def date_offset(
+    method: str, calibrator: Calibrator, history: Sequence[DatedScores], target: DatedScores
+) -> float:
+    """The log-odds offset that moves ``calibrator``'s probabilities from ``history[-1]`` to ``target``.
+
+    Args:
+        method: One of :data:`DATE_SHIFTS`.
+        calibrator: Fitted on ``history[-1]`` (the latest labelled date).
+        history: Labelled dates, oldest first.
+        target: The date scored (its outcomes are not read).
+
+    Raises:
+        ValueError: Unknown ``method``.
+    """
+    if method not in DATE_SHIFTS:
+        raise ValueError(f"unknown date shift {method!r}; use {', '.join(DATE_SHIFTS)}")
+    if method == "none":
+        return 0.0
+    if method == "em":
+        base = float(calibrator.predict(history[-1].raw).mean())
+        estimate = em_base_rate(calibrator.predict(target.raw), base)
+        return float(_logit(np.array([estimate]))[0] - _logit(np.array([base]))[0])
+    dated = [h for h in history if h.y is not None and 0 < h.y.mean() < 1]
+    if len(dated) < 3:
+        return 0.0
+    days = np.array([(h.as_of - dated[-1].as_of).days for h in dated], dtype=float)
+    needed = np.array([offset_for_rate(calibrator.predict(h.raw), float(h.y.mean())) for h in dated])  # type: ignore[union-attr]
+    slope, intercept = np.polyfit(days, needed, 1)
+    return float(intercept + slope * (target.as_of - dated[-1].as_of).days)
+
+
+def choose_date_shift(
+    history: Sequence[DatedScores], ahead: int, *, method: str = "auto", seed: int = 0
+) -> tuple[str, dict[str, float]]:
+    """Back-test the date shift itself and return the best one with each one's mean ECE.
+
+    For every labelled date ``k`` with a labelled date ``ahead`` steps later: calibrate on date ``k``, shift
+    to date ``k + ahead`` with each method (reading only dates up to ``k`` and the later date's scores),
+    measure the ECE there. ``ahead`` is shortened when the history is too short for even one pair.
+
+    Args:
+        history: Labelled dates, oldest first (at least three).
+        ahead: Steps between the calibration date and the scored date in production.
+        method: Calibration map method (see :class:`Calibrator`).
+        seed: Seed of the calibration map's choice.
+
+    Returns:
+        The chosen method (lowest mean ECE; ``none`` on ties) and the mean ECE of every method (empty when
+        the history is too short to back-test: the choice is then ``none``).
+    """
+    usable = [h for h in history if h.y is not None and len(np.unique(h.y)) == 2]
+    ahead = max(1, min(ahead, len(usable) - 3))
+    pairs = [(k, k + ahead) for k in range(2, len(usable) - ahead)]
+    if not pairs:
+        return "none", {}
+    eces: dict[str, list[float]] = {m: [] for m in DATE_SHIFTS}
+    for k, later in pairs:
+        h = usable[k]
+        assert h.y is not None
+        cal = Calibrator(method, seed=seed).fit(h.raw, h.y)
+        future = usable[later]
+        assert future.y is not None
+        for m in DATE_SHIFTS:
+            offset = date_offset(m, cal, usable[: k + 1], DatedScores(future.as_of, future.raw))
+            eces[m].append(expected_calibration_error(future.y, shift_logit(cal.predict(future.raw), offset)))
+    means = {m: float(np.mean(v)) for m, v in eces.items()}
+    best = min(DATE_SHIFTS, key=lambda m: (round(means[m], 6), DATE_SHIFTS.index(m)))
+    return best, means

@@ -23,7 +23,14 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from training.baselines import BGNBD, RecencyRule, RFMLogistic, rfm_summary
-from training.datasets import STACKED_FEATURES, BacktestPlan, BacktestSet, build_backtest
+from training.datasets import (
+    STACKED_FEATURES,
+    BacktestPlan,
+    BacktestSet,
+    build_backtest,
+    labelled_snapshot,
+    with_stacked,
+)
 from training.evaluate import metrics_table
 from training.risk_model import RECENCY_FEATURES, RiskModel, RiskParams, Trial
 
@@ -47,6 +54,8 @@ KINDS: dict[str, KindSpec] = {
 }
 MODEL_NAME = "lightgbm"
 BASELINES: tuple[str, ...] = ("recency_rule", "rfm_logistic", "bg_nbd")
+UNSHIFTED = "lightgbm_unshifted"
+"""The model's row at the scored date without the date shift (as calibrated on the latest back-test date)."""
 SEARCH_GRID: tuple[RiskParams, ...] = tuple(
     RiskParams(num_leaves=leaves, min_child_samples=child, colsample=cols, reg_lambda=l2)
     for leaves, child in ((4, 200), (7, 100))
@@ -159,18 +168,32 @@ def bg_nbd_score(
 
 
 def holdout_scores(
-    model: RiskModel, bt: BacktestSet, events: pd.DataFrame, horizon: int, kind: str
+    model: RiskModel,
+    bt: BacktestSet,
+    events: pd.DataFrame,
+    horizon: int,
+    kind: str,
+    *,
+    frame: pd.DataFrame | None = None,
+    as_of: date | None = None,
 ) -> dict[str, np.ndarray]:
-    """Probabilities of the model and of each baseline on the holdout (baselines fitted before it)."""
+    """Probabilities of the model and of each baseline on the holdout (baselines fitted before it).
+
+    Given ``frame`` and ``as_of`` (the scored date's population), the same models score that instead: the
+    model with its shift to the scored date, the baselines as fitted on the back-test. On the holdout the
+    model's probabilities are as of its calibration date (the holdout lies between it and the scored date).
+    """
     spec = spec_for(kind)
     before = pd.concat([bt.train, bt.valid], ignore_index=True)
     y_before = before["label"].to_numpy()
     rfm_cols = (spec.recency_column, "orders_180d", "spend_180d")
+    at = bt.holdout if frame is None else frame
+    day = bt.holdout_date if as_of is None else as_of
     return {
-        MODEL_NAME: model.predict_proba(bt.holdout),
-        "recency_rule": RecencyRule(spec.recency_column).fit(before, y_before).predict_proba(bt.holdout),
-        "rfm_logistic": RFMLogistic(rfm_cols).fit(before, y_before).predict_proba(bt.holdout),
-        "bg_nbd": bg_nbd_score(events, bt.holdout, bt.holdout_date, horizon, spec),
+        MODEL_NAME: model.predict_proba(at, shifted=frame is not None),
+        "recency_rule": RecencyRule(spec.recency_column).fit(before, y_before).predict_proba(at),
+        "rfm_logistic": RFMLogistic(rfm_cols).fit(before, y_before).predict_proba(at),
+        "bg_nbd": bg_nbd_score(events, at, day, horizon, spec),
     }
 
 
@@ -186,6 +209,8 @@ class ChurnOptions:
         search: Choose the hyperparameters from :data:`SEARCH_GRID` on the validation slice (else
             ``params`` as given).
         params: Model hyperparameters (see :class:`RiskModel`); a search overrides the ones it tries.
+        date_shift: How probabilities move from the calibration date to the scored date: ``auto`` (chosen
+            by back-testing the choice) or one of :data:`training.calibration.DATE_SHIFTS`.
     """
 
     lookback: int = 365
@@ -194,6 +219,7 @@ class ChurnOptions:
     seed: int = 0
     search: bool = True
     params: RiskParams = field(default_factory=RiskParams)
+    date_shift: str = "auto"
 
     @property
     def backtest(self) -> BacktestPlan:
@@ -211,9 +237,13 @@ class TrainResult:
         backtest: The slices it was fitted, validated and checked on.
         scores: Holdout probabilities of the model and of each baseline, by name.
         table: Holdout metrics: one row per model (the model first), one column per metric.
-        target: The target date (nothing at or after it was read).
+        target: The target date (nothing at or after it was read for training).
         horizon: Label window in days.
         options: The options it was trained with.
+        scored: Metrics of the model and each baseline at the target date itself, when the folder already
+            holds that date's label window (a back-test of the scored date); else ``None``.
+        scored_labels: The outcomes at the target date behind ``scored``.
+        scored_scores: The probabilities at the target date behind ``scored``, by model.
     """
 
     kind: str
@@ -224,6 +254,9 @@ class TrainResult:
     target: date
     horizon: int
     options: ChurnOptions
+    scored: pd.DataFrame | None = None
+    scored_labels: np.ndarray | None = None
+    scored_scores: dict[str, np.ndarray] = field(default_factory=dict)
 
     def facts(self) -> dict[str, object]:
         """What the model was fitted and checked on, as raw values for the caller to show."""
@@ -234,6 +267,7 @@ class TrainResult:
             "holdout_users": len(bt.holdout),
             "holdout_date": bt.holdout_date,
             "holdout_rate": float(bt.holdout["label"].mean()),
+            "date_shift": self.model.date_shift_,
         }
 
 
@@ -246,7 +280,11 @@ def train_kind(
     options: ChurnOptions | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Back-test, fit and evaluate one kind as of ``target`` (reads no event at or after it).
+    """Back-test, fit and evaluate one kind as of ``target``.
+
+    Fitting, calibrating and the shift to the target's base rate read no event at or after ``target``.
+    When the folder already holds the target's label window (a back-test of the scored date), the model
+    and the baselines are also measured there (:attr:`TrainResult.scored`); nothing is fitted on it.
 
     Args:
         data_dir: Data folder.
@@ -264,6 +302,8 @@ def train_kind(
         TrainingDataError: The data cannot train it (too few usable back-test dates, one outcome only, ...).
     """
     from features.contract import load_table
+    from features.errors import DataError
+    from features.job import build_features
 
     options = options or ChurnOptions()
     spec_for(kind)
@@ -281,10 +321,25 @@ def train_kind(
     assert events is not None
     events = events.loc[events["ts"] < pd.Timestamp(target)]
     if progress is not None:
+        progress(f"{kind}: shifting the probabilities to the base rate as of {target}")
+    features = build_features(data_dir, target)
+    population = features.loc[
+        pd.to_numeric(features["days_since_last_event"], errors="coerce") <= options.lookback
+    ].reset_index(drop=True)
+    target_frame = with_stacked(population, events, target)
+    model.shift_to_date(
+        bt.valid,
+        bt.valid["label"].to_numpy(),
+        target_frame,
+        target,
+        step_days=options.step_days,
+        method=options.date_shift,
+    )
+    if progress is not None:
         progress(f"{kind}: scoring the model and baselines on the holdout as of {bt.holdout_date}")
     scores = holdout_scores(model, bt, events, horizon, kind)
     table = metrics_table(bt.holdout["label"].to_numpy(), scores)
-    return TrainResult(
+    result = TrainResult(
         kind=kind,
         model=model,
         backtest=bt,
@@ -294,3 +349,23 @@ def train_kind(
         horizon=horizon,
         options=options,
     )
+    try:  # the target's own labels, only when the folder already holds its window: never used to fit
+        labelled = labelled_snapshot(
+            data_dir,
+            target,
+            horizon=horizon,
+            kind=kind,
+            lookback=options.lookback,
+            features=features,
+            events=events,
+        )
+    except DataError:
+        return result
+    if labelled["label"].nunique() == 2:
+        result.scored_labels = labelled["label"].to_numpy()
+        result.scored_scores = {
+            **holdout_scores(model, bt, events, horizon, kind, frame=labelled, as_of=target),
+            UNSHIFTED: model.predict_proba(labelled, shifted=False),
+        }
+        result.scored = metrics_table(result.scored_labels, result.scored_scores)
+    return result

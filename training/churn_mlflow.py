@@ -93,6 +93,10 @@ def _log_plots(result: TrainResult) -> None:
         "plots/lift.png": lift_figure(y, result.scores, title),
         "plots/feature_importance.png": importance_figure(result.model.feature_importance(), title),
     }
+    if result.scored is not None and result.scored_labels is not None:  # the scored date's own labels
+        figures["plots/calibration_scored_date.png"] = calibration_figure(
+            result.scored_labels, result.scored_scores, f"{result.kind}, scored date {result.target}"
+        )
     import matplotlib.pyplot as plt
 
     for path, fig in figures.items():
@@ -131,6 +135,8 @@ def log_and_promote(result: TrainResult, *, data_dir: str | Path, tracking_uri: 
             "holdout_rows": len(holdout),
             "best_iteration": model.best_iteration_,
             "calibration": model.calibrator_.method_,
+            "date_shift": model.date_shift_,
+            "date_offset": round(model.date_offset_, 6),
             "n_features": len(model.features_),
             **bt.window(),
             **{k: v for k, v in options.items() if isinstance(v, int | float | str)},
@@ -147,6 +153,12 @@ def log_and_promote(result: TrainResult, *, data_dir: str | Path, tracking_uri: 
         for name, row in result.table.iterrows():
             prefix = "" if name == MODEL_NAME else f"{name}_"
             metrics.update({f"{prefix}{k}": float(v) for k, v in row.items() if np.isfinite(v)})
+        metrics.update({f"date_shift_backtest_ece_{m}": v for m, v in model.date_shift_backtest_.items()})
+        if result.scored is not None:  # measured at the scored date itself (its labels are in the folder)
+            for name, row in result.scored.iterrows():
+                prefix = "scored_" if name == MODEL_NAME else f"scored_{name}_"
+                metrics.update({f"{prefix}{k}": float(v) for k, v in row.items() if np.isfinite(v)})
+            mlflow.log_text(format_table(result.scored) + "\n", "metrics_scored_date.md")
         mlflow.log_metrics(metrics)
         mlflow.log_text(format_table(result.table) + "\n", "metrics.md")
         mlflow.log_text(result.table.to_csv(), "metrics.csv")

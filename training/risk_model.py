@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -17,7 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from training.calibration import Calibrator
+from training.calibration import Calibrator, DatedScores, choose_date_shift, date_offset, shift_logit
 from training.drift import build_reference
 from training.errors import TrainingDataError
 
@@ -251,15 +252,68 @@ class RiskModel:
             list(self.categories_),
         )
         self.train_rate_ = float(y.mean())
+        self.date_shift_ = "none"
+        self.date_offset_ = 0.0
+        self.date_shift_backtest_: dict[str, float] = {}
+        return self
+
+    def shift_to_date(
+        self,
+        valid_frame: pd.DataFrame,
+        valid_y: np.ndarray,
+        target: pd.DataFrame,
+        target_date: date,
+        *,
+        step_days: int,
+        method: str = "auto",
+    ) -> RiskModel:
+        """Move the probabilities from the calibration date to ``target_date`` (no label of it is read).
+
+        The calibration map stays as fitted on the latest validation date; one log-odds offset moves every
+        probability to the scored date's base rate (:mod:`training.calibration`). With ``method="auto"``
+        the way the offset is estimated is chosen by back-testing it on the validation dates: calibrate at
+        one, shift to the date as many steps later as the scored date is, measure the ECE there.
+
+        Args:
+            valid_frame: The validation slice (``as_of`` column), as passed to :meth:`fit`.
+            valid_y: Its outcomes.
+            target: The scored date's population (features only).
+            target_date: The scored date.
+            step_days: Days between back-test dates.
+            method: ``auto`` or one of :data:`training.calibration.DATE_SHIFTS`.
+
+        Returns:
+            ``self`` with ``date_shift_``, ``date_offset_`` and ``date_shift_backtest_`` set.
+        """
+        as_of = pd.to_datetime(valid_frame["as_of"]).dt.date.to_numpy()
+        raw = self.predict_raw(valid_frame)
+        y = np.asarray(valid_y, dtype=int)
+        history = [DatedScores(d, raw[as_of == d], y[as_of == d]) for d in sorted(set(as_of))]
+        ahead = max(1, round((target_date - history[-1].as_of).days / step_days))
+        if method == "auto":
+            method, self.date_shift_backtest_ = choose_date_shift(
+                history, ahead, method=self.calibrator_.method_, seed=self.seed
+            )
+        self.date_shift_ = method
+        self.date_offset_ = date_offset(
+            method, self.calibrator_, history, DatedScores(target_date, self.predict_raw(target))
+        )
         return self
 
     def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
         """The booster's uncalibrated probability."""
         return np.asarray(self.booster_.predict(self.prepare(frame), num_iteration=self.best_iteration_))
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of the outcome within the horizon, one per row."""
-        return self.calibrator_.predict(self.predict_raw(frame))
+    def predict_proba(self, frame: pd.DataFrame, *, shifted: bool = True) -> np.ndarray:
+        """Calibrated probability of the outcome within the horizon, one per row.
+
+        Args:
+            frame: Feature rows.
+            shifted: Apply the date shift to the scored date (:meth:`shift_to_date`); ``False`` gives the
+                probabilities as of the calibration date (for back-test dates before the scored one).
+        """
+        p = self.calibrator_.predict(self.predict_raw(frame))
+        return shift_logit(p, self.date_offset_) if shifted else p
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Each feature's additive contribution to each row's log-odds (TreeSHAP), same index as ``frame``."""
@@ -286,6 +340,9 @@ class RiskModel:
             "calibrator_": self.calibrator_.to_dict(),
             "drift_reference_": self.drift_reference_,
             "train_rate_": self.train_rate_,
+            "date_shift_": self.date_shift_,
+            "date_offset_": self.date_offset_,
+            "date_shift_backtest_": self.date_shift_backtest_,
         }
         (path / "model.json").write_text(json.dumps(meta, indent=1))
         return path
@@ -303,6 +360,9 @@ class RiskModel:
         model.calibrator_ = Calibrator.from_dict(meta["calibrator_"])
         model.drift_reference_ = meta["drift_reference_"]
         model.train_rate_ = float(meta["train_rate_"])
+        model.date_shift_ = str(meta.get("date_shift_", "none"))  # models saved before date shifts had none
+        model.date_offset_ = float(meta.get("date_offset_", 0.0))
+        model.date_shift_backtest_ = dict(meta.get("date_shift_backtest_", {}))
         return model
 
 
