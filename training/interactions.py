@@ -4,6 +4,12 @@ A view, an add-to-cart and a purchase say "this user likes this item" with growi
 says the opposite. Each event contributes its type's weight (times a decay ``0.5 ** (age / half_life)``
 when a half-life is given); the sum per user and item is clipped at zero, so a refunded purchase that was
 only bought once leaves nothing behind.
+
+An export with one kind of positive interaction only (every row a purchase, a play, a rating or a like,
+ingested as ``purchase``; refunds allowed) has no event types to weigh: each row is one interaction
+(``strength="interactions"``, which :func:`weights_for` picks for such data). A cell is then
+``log(1 + amount)`` summed over the pair's rows (refunded amounts subtracted), so ten plays count more
+than one and a thousand not a hundred times more; without amounts a cell is 1 (binary).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ class InteractionWeights:
         purchase: Weight of a purchase.
         refund: Weight of a refund (negative: it counts against the item).
         half_life_days: Age in days at which an event counts half (``None``: no decay).
+        strength: ``events`` (sum the type weights) or ``interactions`` (every positive row is one
+            interaction: ``log(1 + amount)`` per cell, 1 without amounts; see the module docstring).
     """
 
     view: float = 1.0
@@ -33,6 +41,7 @@ class InteractionWeights:
     purchase: float = 5.0
     refund: float = -5.0
     half_life_days: float | None = None
+    strength: str = "events"
 
     def by_type(self) -> dict[str, float]:
         """Event type -> weight."""
@@ -43,7 +52,7 @@ class InteractionWeights:
             "refund": self.refund,
         }
 
-    def to_dict(self) -> dict[str, float | None]:
+    def to_dict(self) -> dict[str, float | str | None]:
         """Plain values, for MLflow parameters and the saved model."""
         return asdict(self)
 
@@ -101,6 +110,36 @@ def event_weights(
     return w
 
 
+def weights_for(events: pd.DataFrame) -> InteractionWeights:
+    """The weights that fit the data: type weights for behaviour logs, one interaction per row for an
+    export whose only positive type is ``purchase`` (purchases, plays, ratings, likes; refunds allowed)."""
+    types = set(events["event_type"].dropna().unique()) - {"refund"}
+    return InteractionWeights(strength="interactions") if types <= {"purchase"} else InteractionWeights()
+
+
+def _cell_values(events: pd.DataFrame, w: np.ndarray, weights: InteractionWeights) -> np.ndarray:
+    """Each event's signed contribution to its cell: the type weight, or for ``interactions`` its amount
+    (1 when unknown) signed by the type (a refund subtracts)."""
+    if weights.strength == "events":
+        return w
+    if weights.strength != "interactions":
+        raise ValueError(f"unknown interaction strength {weights.strength!r}; use events or interactions")
+    amount = np.ones(len(events))
+    if "amount" in events:
+        given = pd.to_numeric(events["amount"], errors="coerce").abs().to_numpy(dtype=float)
+        amount = np.where(np.isfinite(given) & (given > 0), given, 1.0)
+    by_type = weights.by_type()
+    scale = np.abs(w) / max(abs(by_type["purchase"]), 1e-12)  # the decay, when one applies
+    return np.asarray(np.sign(w) * amount * scale, dtype=float)
+
+
+def _has_amounts(events: pd.DataFrame) -> bool:
+    if "amount" not in events:
+        return False
+    amount = pd.to_numeric(events["amount"], errors="coerce")
+    return bool((amount.abs() > 0).any())
+
+
 def _positions(values: pd.Series, ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Position of each value among ``ids`` (-1 if absent), and the ids (default: sorted distinct values).
 
@@ -139,13 +178,16 @@ def build_interactions(
     """
     ev = window(events, start, end)
     w = event_weights(ev, weights, end)
+    values = _cell_values(ev, w, weights)
     rows, user_ids = _positions(ev["user_id"], user_ids)
     cols, item_ids = _positions(ev["item_id"], item_ids)
     ok = (rows >= 0) & (cols >= 0) & (w != 0)
-    coo = sp.coo_matrix((w[ok], (rows[ok], cols[ok])), shape=(len(user_ids), len(item_ids)))
+    coo = sp.coo_matrix((values[ok], (rows[ok], cols[ok])), shape=(len(user_ids), len(item_ids)))
     matrix = coo.tocsr()  # duplicates are summed here
     matrix.data = np.maximum(matrix.data, 0.0)
     matrix.eliminate_zeros()
+    if weights.strength == "interactions":
+        matrix.data = np.log1p(matrix.data) if _has_amounts(ev) else np.ones_like(matrix.data)
     matrix.sort_indices()
     return Interactions(matrix.astype(np.float32), user_ids, item_ids)
 

@@ -17,7 +17,7 @@ Where the true preferences are known (a simulated world), the caller hands them 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -234,3 +234,101 @@ def side_by_side(
         table["oracle_fraction"] = table[f"ndcg_at_{k}"] / oracle_ndcg
     table["users"] = table["users"].astype(int)
     return table
+
+
+HOLDOUT_SHARE = 0.2
+"""Share of each user's items held out for validation (at least one, never all of them)."""
+
+
+@dataclass
+class UserHoldout:
+    """Each user's held-out items and what the model may fit on.
+
+    Attributes:
+        fit: The interactions without the held-out cells (same rows and columns as the input).
+        holdout: Users with held-out items, what they had (``fit``'s rows) and the held-out items.
+        temporal: ``True`` when each user's latest items were held out; ``False`` when the data has no
+            usable time order and a random share of each user's items was held out instead.
+    """
+
+    fit: Interactions
+    holdout: Holdout
+    temporal: bool
+
+
+def first_positive_times(
+    events: pd.DataFrame, inter: Interactions, weights: InteractionWeights
+) -> pd.DataFrame:
+    """``row, col, ts``: each stored cell of ``inter`` with the time of its first positive event."""
+    from training.interactions import event_weights
+
+    ev = events.loc[events["item_id"].notna()] if "item_id" in events else events.iloc[:0]
+    w = event_weights(ev, replace(weights, half_life_days=None))
+    ev = ev.loc[w > 0]
+    rows = pd.Index(inter.user_ids.astype(str)).get_indexer(ev["user_id"].astype(str))
+    cols = pd.Index(inter.item_ids.astype(str)).get_indexer(ev["item_id"].astype(str))
+    ok = (rows >= 0) & (cols >= 0)
+    first = (
+        pd.DataFrame({"row": rows[ok], "col": cols[ok], "ts": ev["ts"].to_numpy()[ok]})
+        .groupby(["row", "col"], sort=False)["ts"]
+        .min()
+    )
+    coo = inter.matrix.tocoo()
+    cells = pd.DataFrame({"row": coo.row.astype(np.int64), "col": coo.col.astype(np.int64)})
+    return cells.join(first, on=["row", "col"]).reset_index(drop=True)
+
+
+def has_time_order(cells: pd.DataFrame) -> bool:
+    """Whether the interaction times can order each user's items.
+
+    Not when every event carries one timestamp (or none), nor when most users with several items got
+    them all at one instant (an export stamped at its own creation, not at each interaction).
+    """
+    ts = cells["ts"].dropna()
+    if ts.nunique() < 2:
+        return False
+    per_user = cells.dropna(subset=["ts"]).groupby("row")["ts"].agg(["size", "nunique"])
+    several = per_user.loc[per_user["size"] >= 2]
+    return bool(len(several)) and float((several["nunique"] == 1).mean()) < 0.5
+
+
+def per_user_holdout(
+    events: pd.DataFrame,
+    inter: Interactions,
+    weights: InteractionWeights,
+    *,
+    share: float = HOLDOUT_SHARE,
+    seed: int = 0,
+) -> UserHoldout:
+    """Hold out each user's latest ``share`` of items (by first positive interaction) for validation.
+
+    Users with a single item keep it for fitting. Without a usable time order (:func:`has_time_order`)
+    a random ``share`` of each user's items is held out instead. The held-out cells are removed from
+    the fitting matrix, so a user's history at validation is everything else they had.
+
+    Args:
+        events: The events ``inter`` was built from.
+        inter: The interactions to split.
+        weights: Interaction weights (positive types define "first interaction").
+        share: Share of each user's items to hold out (rounded; at least 1, at most all but one).
+        seed: Seed of the random order (ties in time, and the random fallback).
+    """
+    cells = first_positive_times(events, inter, weights)
+    temporal = has_time_order(cells)
+    rng = np.random.default_rng(seed)
+    cells["r"] = rng.random(len(cells))
+    keys = ["row", "ts", "r"] if temporal else ["row", "r"]
+    cells = cells.sort_values(keys, kind="stable", na_position="first")
+    group = cells.groupby("row", sort=False)
+    n = group["col"].transform("size").to_numpy()
+    pos = group.cumcount().to_numpy()
+    k = np.where(n >= 2, np.clip(np.rint(share * n), 1, n - 1), 0)
+    held = pos >= n - k
+    shape = inter.matrix.shape
+    held_rows, held_cols = cells["row"].to_numpy()[held], cells["col"].to_numpy()[held]
+    relevant = sp.csr_matrix((np.ones(int(held.sum()), np.float32), (held_rows, held_cols)), shape=shape)
+    fit = drop_had(inter.matrix, relevant)
+    fit_inter = Interactions(sp.csr_matrix(fit, dtype=np.float32), inter.user_ids, inter.item_ids)
+    rows = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    holdout = Holdout(inter.user_ids[rows], inter.item_ids, fit_inter.matrix[rows], relevant[rows])
+    return UserHoldout(fit_inter, holdout, temporal)

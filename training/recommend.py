@@ -1,11 +1,18 @@
 """Train, evaluate by time, log and register the recommender; load it back for serving.
 
-Protocol (``as_of`` = D, ``horizon`` = H, validation window V days):
+Protocol (``as_of`` = D, ``horizon`` = H):
 
-1. Tuning: every candidate setting is fitted on events before ``D − V`` and scored on ``[D − V, D)``
-   (each trial an MLflow child run); the best setting per family is kept.
+1. Tuning on a per-user holdout: of the interactions before D, each user's latest 20% of items (by the
+   time of their first positive interaction) are held out, the rest fitted on, so users active early in
+   the data count as much as recent ones; without a usable time order (every event at one timestamp)
+   a random 20% of each user's items is held out instead, and the summary says so. (A fixed validation
+   window ``[D − V, D)`` is still available: ``RecommenderTuning(validation_days=V)``.) Every candidate
+   setting is fitted and scored (each trial an MLflow child run); where the best value of EASE's λ or
+   ALS's factors, regularisation or confidence scaling sits at the edge of the values tried, the grid
+   is widened that way (:data:`WIDEN`, up to :data:`WIDEN_ROUNDS` times); an edge still reached is a
+   warning in the summary and the run's tags.
 2. Choice: the family with the best validation NDCG@10 (``kind="recommender"``), or the family named by
-   ``kind`` (``als``, ``bpr``, ``itemknn``, ``ease``).
+   ``kind`` (``als``, ``bpr``, ``itemknn``, ``ease``); never on the test window.
 3. Test: every family's best setting and every baseline is refitted on all events before D and scored side
    by side on ``[D, D + H)`` when the folder has those events (else the summary says so).
 4. The chosen model, refitted on everything before D, is logged with what serving needs and promoted with
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,12 +38,14 @@ import pandas as pd
 from features.contract import load_table, read_raw
 from features.errors import ContractError
 from training.errors import ModelNotFoundError, TrainingDataError
-from training.interactions import Interactions, InteractionWeights, build_interactions
+from training.interactions import Interactions, InteractionWeights, build_interactions, weights_for
 from training.rec_eval import (
+    HOLDOUT_SHARE,
     Holdout,
     K,
     RecommenderReference,
     make_holdout,
+    per_user_holdout,
     ranking_metrics,
     score_model,
     score_recommender,
@@ -50,14 +59,23 @@ CANDIDATES = ("als", "bpr", "itemknn", "ease")
 BASELINES = ("popularity", "popularity_segment")
 DEFAULT_GRID: dict[str, list[dict[str, Any]]] = {
     "als": [
-        {"factors": f, "alpha": 1.0, "regularization": r, "iterations": 15}
+        {"factors": f, "alpha": a, "regularization": r, "iterations": 15}
         for f in (16, 64, 128)
         for r in (1.0, 10.0)
+        for a in (1.0, 10.0)
     ],
     "bpr": [{"factors": 64, "learning_rate": lr, "iterations": 100} for lr in (0.01, 0.05)],
     "itemknn": [{"neighbors": n} for n in (50, 200)],
     "ease": [{"l2": x} for x in (100.0, 500.0, 2000.0)],
 }
+
+
+WIDEN: dict[str, dict[str, tuple[float, float, float]]] = {
+    "ease": {"l2": (4.0, 1.0, 1e6)},
+    "als": {"factors": (2.0, 4.0, 512.0), "regularization": (10.0, 1e-4, 1e4), "alpha": (4.0, 0.01, 1e4)},
+}
+"""Family -> setting -> (step factor, lowest, highest): how a grid grows past an edge its best value is at."""
+WIDEN_ROUNDS = 3
 
 
 FITTED_ON_THE_FLY = "ALS fitted on the fly (no registered model)"
@@ -69,14 +87,18 @@ class RecommenderTuning:
     """How the recommender is tuned and validated; the defaults are what ``userops train`` uses.
 
     Attributes:
-        weights: Interaction weights per event type.
+        weights: Interaction weights per event type (``None``: :func:`training.interactions.weights_for`
+            the data: type weights for behaviour logs, one interaction per row for a purchases-only export).
         grid: Settings per family to try (``None``: :data:`DEFAULT_GRID`; families left out are skipped).
-        validation_days: Validation window carved from the end of training (``None``: ``min(horizon, 60)``).
+        validation_days: Validate on a window of this many days before the date instead of the per-user
+            holdout (``None``: the per-user holdout).
+        widen: Widen a grid whose best value sits at an edge (:data:`WIDEN`).
     """
 
-    weights: InteractionWeights = field(default_factory=InteractionWeights)
+    weights: InteractionWeights | None = None
     grid: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
     validation_days: int | None = None
+    widen: bool = True
 
 
 @dataclass
@@ -194,23 +216,79 @@ def load_recommender(model_uri: str) -> Recommender:
     return wrapper.recommender
 
 
+def _key(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
+
+
+def _widened(
+    family: str, best: Mapping[str, Any], tried: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Settings one step past each edge the best setting sits on (settings tried with one value only are
+    not a range, so they have no edge)."""
+    out = []
+    for name, (factor, lowest, highest) in WIDEN.get(family, {}).items():
+        values = sorted({float(p[name]) for p in tried if name in p})
+        if len(values) < 2 or name not in best:
+            continue
+        value = float(best[name])
+        step = value * factor if value == values[-1] else value / factor if value == values[0] else None
+        if step is None or not lowest <= step <= highest:
+            continue
+        out.append({**best, name: round(step) if isinstance(best[name], int) else step})
+    return out
+
+
+def _edges(family: str, best: Mapping[str, Any], tried: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A warning per setting whose best value is still the highest or lowest value tried."""
+    out = []
+    for name in WIDEN.get(family, {}):
+        values = sorted({float(p[name]) for p in tried if name in p})
+        if len(values) >= 2 and name in best and float(best[name]) in (values[0], values[-1]):
+            side = "highest" if float(best[name]) == values[-1] else "lowest"
+            out.append(
+                f"{family}: the best {name} ({best[name]:g}) is the {side} value tried "
+                f"({values[0]:g} to {values[-1]:g}); a better one may lie beyond"
+            )
+    return out
+
+
 def _tune(
     fit_inter: Interactions,
     holdout: Holdout,
     grid: Mapping[str, Sequence[Mapping[str, Any]]],
     segments: np.ndarray,
     run_child: Any,
-) -> dict[str, tuple[dict[str, Any], float]]:
-    """Best setting and validation NDCG@10 per family (baselines have one setting each)."""
+    *,
+    widen: bool = True,
+) -> tuple[dict[str, tuple[dict[str, Any], float]], list[str]]:
+    """Best setting and validation NDCG@10 per family (baselines have one setting each), and the warnings
+    of settings left at a grid's edge."""
     best: dict[str, tuple[dict[str, Any], float]] = {}
-    trials = [(f, p) for f in CANDIDATES if f in grid for p in grid[f]] + [(b, {}) for b in BASELINES]
-    for family, params in trials:
+
+    def trial(family: str, params: Mapping[str, Any]) -> None:
         model = fit_model(family, params, fit_inter, segments)
         metrics = ranking_metrics(score_model(model, fit_inter, holdout), holdout.relevant, K)
         run_child(family, params, metrics)
         if family not in best or metrics[f"ndcg_at_{K}"] > best[family][1]:
             best[family] = (dict(params), metrics[f"ndcg_at_{K}"])
-    return best
+
+    warnings: list[str] = []
+    for family in (f for f in CANDIDATES if f in grid):
+        tried = [dict(p) for p in grid[family]]
+        for params in tried:
+            trial(family, params)
+        for _ in range(WIDEN_ROUNDS if widen else 0):
+            seen = {_key(p) for p in tried}
+            new = [p for p in _widened(family, best[family][0], tried) if _key(p) not in seen]
+            if not new:
+                break
+            for params in new:
+                trial(family, params)
+            tried += new
+        warnings += _edges(family, best[family][0], tried)
+    for baseline in BASELINES:
+        trial(baseline, {})
+    return best, warnings
 
 
 def _choose(kind: str, best: Mapping[str, tuple[dict[str, Any], float]]) -> str:
@@ -242,19 +320,33 @@ def _run_training(
         raise ValueError(
             f"recommender: unknown kind {kind!r}; use recommender or one of {', '.join(CANDIDATES)}"
         )
-    weights = tuning.weights
     grid = dict(DEFAULT_GRID if tuning.grid is None else tuning.grid)
-    validation_days = tuning.validation_days or min(horizon, 60)
 
     world = load_world(data_dir)
-    val_start = as_of - timedelta(days=validation_days)
+    before = world.events.loc[world.events["ts"] < pd.Timestamp(as_of)]
+    weights = tuning.weights or weights_for(before)
     test_end = as_of + timedelta(days=horizon)
     attr = segment_attribute(world.users)
-    fit_inter = build_interactions(world.events, weights=weights, end=val_start)
-    if fit_inter.matrix.nnz == 0:
-        raise TrainingDataError(f"recommender: no item events before {val_start} to tune on")
-    val = make_holdout(world.events, fit_inter, val_start, as_of, weights)
     full = build_interactions(world.events, weights=weights, end=as_of)
+    if tuning.validation_days is not None:
+        val_start = as_of - timedelta(days=tuning.validation_days)
+        fit_inter = build_interactions(world.events, weights=weights, end=val_start)
+        if fit_inter.matrix.nnz == 0:
+            raise TrainingDataError(f"recommender: no item events before {val_start} to tune on")
+        val = make_holdout(world.events, fit_inter, val_start, as_of, weights)
+        validation = f"interactions from {val_start} to the date"
+    else:
+        split = per_user_holdout(before, full, weights)
+        fit_inter, val = split.fit, split.holdout
+        if not len(val.user_ids):
+            raise TrainingDataError(
+                f"recommender: no user with two or more items before {as_of} to validate on"
+            )
+        validation = (
+            f"each user's latest {HOLDOUT_SHARE:.0%} of items"
+            if split.temporal
+            else f"a random {HOLDOUT_SHARE:.0%} of each user's items (the data has no usable time order)"
+        )
     has_test = bool((world.events["ts"] >= pd.Timestamp(as_of)).any())
     test = make_holdout(world.events, full, as_of, test_end, weights) if has_test else None
     if test is not None and not len(test.user_ids):
@@ -266,7 +358,7 @@ def _run_training(
             {
                 "as_of": str(as_of),
                 "horizon": horizon,
-                "validation_days": validation_days,
+                "validation": validation,
                 "kind": kind,
                 "segment_attribute": attr,
                 **{f"weight_{k}": v for k, v in weights.to_dict().items()},
@@ -279,7 +371,9 @@ def _run_training(
                 mlflow.log_metrics({f"val_{k}": float(v) for k, v in metrics.items()})
 
         fit_segments = user_segments(world.users, fit_inter.user_ids, attr)[0]
-        best = _tune(fit_inter, val, grid, fit_segments, child)
+        best, edge_warnings = _tune(fit_inter, val, grid, fit_segments, child, widen=tuning.widen)
+        if edge_warnings:
+            mlflow.set_tag("grid_edge_warnings", "; ".join(edge_warnings)[:5000])
         tuned = [f for f in CANDIDATES if f in best]
         chosen = _choose(kind, best)
         best.setdefault(chosen, ({}, float("nan")))  # a forced family the grid left out: its defaults
@@ -338,11 +432,13 @@ def _run_training(
         "users": int(full.matrix.shape[0]),
         "items": int(full.matrix.shape[1]),
         "interactions": int(full.matrix.nnz),
-        "validation_start": val_start,
+        "interaction_strength": weights.strength,
+        "validation": validation,
         "validation_users": len(val.user_ids),
         "chosen": chosen,
         "chosen_params": dict(best[chosen][0]),
         f"validation_ndcg_at_{K}": best[chosen][1],
+        "grid_edges": "; ".join(edge_warnings) if edge_warnings else "none",
         "test_end": test_end,
         "test_users": 0 if test is None else len(test.user_ids),
         "promotion_holdout": "validation" if test is None else "test",
