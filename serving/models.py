@@ -8,7 +8,8 @@ population's history and are not in the online copy. A request is then one look-
 A reload builds a new :class:`Loaded` beside the one in use and then replaces the reference in one
 assignment, so a request that started on the old models finishes on them. A reload asked of one worker
 reaches the others through a marker file in the data folder: each worker compares its modification time
-(at most once a second) and reloads when it moved.
+(at most once a second) and, when it moved, loads the new set on a background thread while it goes on
+answering with the old one.
 """
 
 from __future__ import annotations
@@ -363,14 +364,28 @@ class ModelHolder:
         return self.current
 
     def get(self) -> Loaded:
-        """The models to answer with; reloads first when another worker asked for a reload."""
+        """The models to answer with. When another worker asked for a reload, the new set is loaded on a
+        thread of its own while this one goes on answering with the current set, which it replaces whole
+        once loaded."""
         now = time.monotonic()
         if now - self._checked >= 1.0:
             self._checked = now
             stamp = self._stamp()
-            if stamp != self._seen:
-                with self._lock:
-                    if stamp != self._seen:
-                        self._seen = stamp
-                        self.current = load_all(self.settings, self.data, self.experiments)
+            if stamp != self._seen and self._lock.acquire(blocking=False):
+                self._seen = stamp
+                threading.Thread(target=self._load_behind, name="model-reload", daemon=True).start()
         return self.current
+
+    def _load_behind(self) -> None:
+        """Load the current champions and swap them in; the lock (taken by :meth:`get`) is released after."""
+        try:
+            self.current = load_all(self.settings, self.data, self.experiments)
+            log.info(
+                "reloaded on another worker's request: recommender version %s, churn version %s",
+                self.current.recommender_info.version,
+                self.current.churn_info.version,
+            )
+        except Exception:  # a failed load keeps the models in use; the next reload tries again
+            log.exception("reload failed; the models in use are kept")
+        finally:
+            self._lock.release()

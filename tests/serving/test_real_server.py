@@ -144,8 +144,12 @@ def test_a_reload_during_concurrent_requests_fails_none_and_reaches_every_worker
                 while not stop.is_set():
                     user = users[i % len(users)]
                     path = f"/v1/users/{user}/recommendations" if i % 2 else f"/v1/users/{user}/churn-risk"
-                    answer = http.get(path)
-                    version = answer.json()["model"]["version"] if answer.status_code == 200 else None
+                    try:
+                        answer = http.get(path)
+                    except httpx.HTTPError as error:  # a failed request is a failure too, named
+                        answers.append((0, repr(error)))
+                        continue
+                    version = answer.json()["model"]["version"] if answer.status_code == 200 else answer.text
                     answers.append((answer.status_code, version if "recommendations" in path else None))
                     i += 1
 
@@ -163,10 +167,16 @@ def test_a_reload_during_concurrent_requests_fails_none_and_reaches_every_worker
         assert reloaded.status_code == 200, reloaded.text
 
         statuses = Counter(status for status, _ in answers)
-        assert statuses == {200: len(answers)} and len(answers) > 50, statuses
+        failed = [answer for answer in answers if answer[0] != 200][:5]
+        assert statuses == {200: len(answers)} and len(answers) > 20, (statuses, failed)
         versions = {version for _, version in answers if version is not None}
         assert versions <= {str(old.version), str(new.version)}
-        # every worker now answers from the new champion
+        # every worker answers from the new champion once it has loaded it (on a thread of its own)
+        deadline = time.monotonic() + 120
         with httpx.Client(base_url=url, headers=admin) as http:
-            after = {http.get(f"/v1/users/{u}/recommendations").json()["model"]["version"] for u in users}
+            while True:
+                after = {http.get(f"/v1/users/{u}/recommendations").json()["model"]["version"] for u in users}
+                if after == {str(new.version)} or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
         assert after == {str(new.version)}
