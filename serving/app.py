@@ -101,7 +101,7 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
     app = FastAPI(
         title="userops",
         version="0.1.0",
-        summary="Churn risk, recommendations, experiment assignments and win-back lists over HTTP.",
+        summary="Churn risk, recommendations, next-best offers, experiment assignments and win-back lists over HTTP.",
         lifespan=lifespan,
     )
 
@@ -153,7 +153,8 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
     @app.get("/metrics", tags=["health"], summary="Prometheus text: requests, latency, model versions.")
     def prometheus(request: Request) -> PlainTextResponse:
         loaded = request.app.state.models.get()
-        versions = {info.name: info.version for info in (loaded.recommender_info, loaded.churn_info)}
+        infos = (loaded.recommender_info, loaded.churn_info, loaded.offers_info)
+        versions = {info.name: info.version for info in infos}
         return PlainTextResponse(metrics.render(versions), media_type="text/plain; version=0.0.4")
 
     for router in ROUTERS:

@@ -130,6 +130,42 @@ class RiskScores:
 
 
 @dataclass(frozen=True)
+class UserOffer:
+    """One user's next-best offer: what the next-best-offer endpoint answers."""
+
+    offer_id: str | None
+    expected_value: float
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class OfferChoices:
+    """The offers champion's choice for every user of the churn scores' population, made at load.
+
+    Attributes:
+        as_of: As-of date of the online features (and of validity and cooldowns).
+        users: User ids, the index into the arrays.
+    """
+
+    as_of: date
+    users: pd.Index
+    offer_id: np.ndarray
+    expected_value: np.ndarray
+    reason: np.ndarray
+
+    def get(self, user_id: str) -> UserOffer | None:
+        """The user's choice, or ``None`` for a user outside the population."""
+        try:
+            i = self.users.get_loc(user_id)
+        except KeyError:
+            return None
+        if not isinstance(i, int):  # the ids are unique, so a hit is one position
+            raise TypeError(f"user {user_id!r} is chosen for more than once")
+        offer = str(self.offer_id[i])
+        return UserOffer(offer or None, float(self.expected_value[i]), str(self.reason[i]))
+
+
+@dataclass(frozen=True)
 class Rollout:
     """A running experiment whose variants are registry aliases of the recommender (``champion``,
     ``challenger``, ...): each user is assigned a variant and answered by that alias's model.
@@ -156,6 +192,8 @@ class Loaded:
     churn: RiskScores | None = None
     churn_info: ModelInfo = field(default=ModelInfo("churn", None))
     rollout: Rollout | None = None
+    offers: OfferChoices | None = None
+    offers_info: ModelInfo = field(default=ModelInfo("offers", None))
 
     @property
     def recommenders(self) -> list[Recommender]:
@@ -265,6 +303,8 @@ def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None
         else (None, [])
     )
     problems += rollout_problems
+    offers, offers_info, offer_problems = load_offer_choices(uri, data, online, churn)
+    problems += offer_problems
     return Loaded(
         recommender=recommender,
         recommender_info=ModelInfo("recommender", version),
@@ -274,7 +314,64 @@ def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None
         churn=churn,
         churn_info=churn_info,
         rollout=rollout,
+        offers=offers,
+        offers_info=offers_info,
     )
+
+
+def load_offer_choices(
+    tracking_uri: str, data: Path, online: OnlineStore, churn: RiskScores | None
+) -> tuple[OfferChoices | None, ModelInfo, list[str]]:
+    """Choose with the offers champion for the churn scores' population, as the win-back list does:
+    their online features with their value at stake over the offers' value horizon, the data folder's
+    past exposures for cooldowns and caps, validity as of the features' date.
+
+    Returns:
+        The choices (``None`` without an offers model or churn scores), the model's version, and what
+        is wrong; a folder with no offers model is not a problem (it has had no offer campaign).
+    """
+    import mlflow
+
+    from features.contract import load_table
+    from training.offers.run import load_offer_model
+    from training.offers.train import VALUE_HORIZON
+    from training.winback import values_for
+
+    try:
+        model = load_offer_model(tracking_uri)
+    except (TrainingError, mlflow.exceptions.MlflowException) as error:
+        return None, ModelInfo("offers", None), [f"the offers champion cannot be read: {error}"]
+    if model is None:
+        return None, ModelInfo("offers", None), []
+    info = ModelInfo("offers", model.version)
+    if churn is None:
+        return None, info, []  # the churn problem is listed already; offers need its population
+    started = time.perf_counter()
+    try:
+        features = online.get(list(churn.users))
+        features["user_id"] = features["user_id"].astype(str)
+        # a retained user's value over the value horizon the model was trained with, as in batch choosing
+        values = values_for(data, churn.as_of, features["user_id"], VALUE_HORIZON)
+        features = features.drop(columns=[c for c in values.columns if c != "user_id"], errors="ignore")
+        features = features.merge(values, on="user_id", how="left")
+        chosen = model.choose(features, as_of=churn.as_of, history=load_table(data, "exposures"))
+    except (FeaturesError, TrainingError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return None, info, [f"next-best offers cannot be chosen: {message}"]
+    choices = OfferChoices(
+        as_of=churn.as_of,
+        users=pd.Index(chosen["user_id"].astype(str).to_numpy(dtype=object)),
+        offer_id=chosen["offer_id"].astype(str).to_numpy(dtype=object),
+        expected_value=chosen["expected_value"].to_numpy(dtype=float),
+        reason=chosen["reason"].astype(str).to_numpy(dtype=object),
+    )
+    log.info(
+        "offers version %s: chose for %d users in %.1fs",
+        model.version,
+        len(chosen),
+        time.perf_counter() - started,
+    )
+    return choices, info, []
 
 
 def load_churn_scores(

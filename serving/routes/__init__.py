@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.routes import admin, events, experiments, recommendations, risk, winback
+from serving.routes import admin, events, experiments, offers, recommendations, risk, winback
 
 ROUTERS: tuple[APIRouter, ...] = (
     risk.router,
     recommendations.router,
+    offers.router,
     experiments.router,
     winback.router,
     events.router,
