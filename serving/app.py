@@ -101,7 +101,7 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
     app = FastAPI(
         title="userops",
         version="0.1.0",
-        summary="Churn risk, recommendations, next-best offers, experiment assignments and win-back lists over HTTP.",
+        summary="Churn risk, recommendations, next-best offers, experiment assignments and win-back lists.",
         lifespan=lifespan,
     )
 
