@@ -65,7 +65,7 @@ class OfferModel:
         """Each offer's predicted effect on the outcome, ``(n, K)``."""
         if features.empty:
             return np.zeros((0, len(self.offer_ids)))
-        raw = np.asarray(self.learner.predict(self.encoder.transform(features)), dtype=float)
+        raw = np.asarray(self.learner.predict(self.encoder.matrix(features)), dtype=float)
         if self.calibration is None:
             return raw
         out: np.ndarray = self.calibration[None, :, 0] + self.calibration[None, :, 1] * raw
@@ -136,11 +136,16 @@ class OfferModel:
 
 def effect_text(model: OfferModel, uplift: float) -> str:
     """An offer's effect as a person reads it: ``+6.1 pts 30-day activity`` or ``+3.20 30-day revenue``."""
+    scale, unit = _effect_unit(model)
+    return f"{scale * uplift:+.{2 if scale == 1 else 1}f} {unit}"
+
+
+def _effect_unit(model: OfferModel) -> tuple[float, str]:
     h = model.horizon
     if model.outcome == "revenue":
-        return f"{uplift:+.2f} {h}-day revenue"
+        return 1.0, f"{h}-day revenue"
     what = "activity" if model.outcome == "activity" else "purchase rate"
-    return f"{100 * uplift:+.1f} pts {h}-day {what}"
+    return 100.0, f"pts {h}-day {what}"
 
 
 def reasons(
@@ -152,32 +157,36 @@ def reasons(
     over_budget: np.ndarray,
 ) -> list[str]:
     """One line per user that says what was chosen and why, in plain words."""
-    ids = model.offer_ids
+    names = [offer_name(o) for o in model.offer_ids]
+    scale, unit = _effect_unit(model)
+    digits = 2 if scale == 1 else 1
+    n = len(offer)
+    # the offer each line speaks of: the chosen one, else the best allowed one (vectorized: 1M users)
+    best = np.argmax(np.where(allowed, gain, -np.inf), axis=1) if gain.shape[1] else np.zeros(n, dtype=int)
+    about = np.where(offer != NONE, offer, best)
+    rows = np.arange(n)
+    effect = (scale * uplift[rows, about]).tolist() if gain.shape[1] else [0.0] * n
+    worth = gain[rows, about].tolist() if gain.shape[1] else [0.0] * n
+    chosen: list[bool] = (offer != NONE).tolist()
+    any_allowed: list[bool] = np.asarray(allowed.any(axis=1), dtype=bool).tolist()
+    over: list[bool] = over_budget.tolist()
+    about_list: list[int] = about.tolist()
     out = []
-    for i in range(len(offer)):
-        k = int(offer[i])
-        if k != NONE:
-            out.append(
-                f"{offer_name(ids[k])}: {effect_text(model, uplift[i, k])}, worth {gain[i, k]:.2f} after cost"
-            )
-            continue
-        options = np.where(allowed[i], gain[i], -np.inf)
-        if not allowed[i].any():
+    for i in range(n):
+        name, e, w = names[about_list[i]] if names else "", effect[i], worth[i]
+        if chosen[i]:
+            out.append(f"{name}: {e:+.{digits}f} {unit}, worth {w:.2f} after cost")
+        elif not any_allowed[i]:
             out.append("no offer: none is allowed now (validity, eligibility, cooldown or cap)")
-            continue
-        best = int(np.argmax(options))
-        if gain[i, best] > 0 and not over_budget[i]:
+        elif over[i]:
+            out.append(f"no offer: over the budget ({name} worth {w:.2f} after cost)")
+        elif w > 0:
             out.append(
-                f"no offer: not worth its cost with enough certainty (best {offer_name(ids[best])}: "
-                f"{effect_text(model, uplift[i, best])}, {gain[i, best]:.2f} after cost)"
-            )
-        elif over_budget[i]:
-            out.append(
-                f"no offer: over the budget ({offer_name(ids[best])} worth {gain[i, best]:.2f} after cost)"
+                f"no offer: not worth its cost with enough certainty (best {name}: {e:+.{digits}f} {unit}, "
+                f"{w:.2f} after cost)"
             )
         else:
             out.append(
-                f"no offer: none is worth its cost (best {offer_name(ids[best])}: "
-                f"{effect_text(model, uplift[i, best])}, {gain[i, best]:.2f} after cost)"
+                f"no offer: none is worth its cost (best {name}: {e:+.{digits}f} {unit}, {w:.2f} after cost)"
             )
     return out
