@@ -26,6 +26,7 @@ from features import definitions as defs
 from features import incremental as inc
 from features.contract import write_arrow
 from features.daily import VERSION, DailyState, DailyStore, locked, temp_table
+from features.errors import ContractError
 from features.lifecycle import DOCS as SEGMENT_DOCS
 from features.lifecycle import add_segments
 from features.sources import (
@@ -443,6 +444,8 @@ def run_job(  # noqa: PLR0913 - the entry point of the CLI and of training: each
     if not dates:
         raise ValueError("no as-of date given")
     out = Path(out_dir) if out_dir is not None else Path(data_dir) / "features"
+    if out.exists() and not out.is_dir():
+        raise ContractError(f"{out}: is a file; --out names the folder of snapshots to write")
     src = open_sources(data_dir, con)  # a folder without events is refused before anything is made
     options = JobOptions(
         online=online,

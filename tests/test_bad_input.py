@@ -249,6 +249,11 @@ CASES = [
         r"--as-of 2026-01-01 is \d+ days after the last event",
     ),
     Case(
+        "features out is a file",
+        [*FEAT, DAY, "--out", "{D}/users.parquet"],
+        r"users\.parquet: is a file; --out names the folder of snapshots",
+    ),
+    Case(
         "features no folder",
         ["features", "--data", "{T}/nope", "--as-of", DAY],
         r"data folder .*nope does not exist",
