@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.analysis import DEFAULT_OPTIONS, Analysis, analyze
-from experiments.assignment import assign, assign_many
+from experiments.assignment import Design, Holdout, assign, assign_many
 from experiments.definitions import DRAFT, RUNNING
 from experiments.errors import DataError, StoreError, UnknownExperimentError
 from experiments.exposures import Exposure, ExposureSink
@@ -77,9 +78,45 @@ def assign_units(
     return frame
 
 
+class RunningDesigns:
+    """Running experiments' designs and the global holdout, read from the store at most once every
+    ``seconds`` per experiment: what a server assigns from, so that a request costs no store read. A
+    stopped or edited experiment reaches it within ``seconds``.
+
+    Args:
+        store: The experiment store.
+        seconds: How long a design read from the store is used.
+    """
+
+    def __init__(self, store: ExperimentStore, seconds: float = 1.0) -> None:
+        self.store = store
+        self.seconds = seconds
+        self._read: dict[str, tuple[Design, Holdout, float]] = {}
+
+    def get(self, experiment: str) -> tuple[Design, Holdout]:
+        """The running experiment's design and the holdout.
+
+        Raises:
+            StoreError: If the experiment is unknown or not running.
+        """
+        now = time.monotonic()
+        read = self._read.get(experiment)
+        if read is not None and now - read[2] < self.seconds:
+            return read[0], read[1]
+        definition = self.store.get(experiment)
+        if definition.status != RUNNING:
+            self._read.pop(experiment, None)
+            raise StoreError(
+                f"experiment {experiment!r} is {definition.status}, not running (preview shows the design)"
+            )
+        design, holdout = definition.design(), self.store.holdout()
+        self._read[experiment] = (design, holdout, now)
+        return design, holdout
+
+
 def assign_unit(
     *,
-    store: ExperimentStore,
+    designs: RunningDesigns,
     experiment: str,
     unit_id: str,
     attributes: Mapping[str, object] | None = None,
@@ -94,14 +131,8 @@ def assign_unit(
     Raises:
         StoreError: If the experiment is unknown or not running.
     """
-    definition = store.get(experiment)
-    if definition.status != RUNNING:
-        raise StoreError(
-            f"experiment {experiment!r} is {definition.status}, not running (preview shows the design)"
-        )
-    answer = assign(
-        design=definition.design(), unit_id=unit_id, attributes=attributes, holdout=store.holdout()
-    )
+    design, holdout = designs.get(experiment)
+    answer = assign(design=design, unit_id=unit_id, attributes=attributes, holdout=holdout)
     if log is not None and answer.variant is not None:
         stamp = datetime.now(UTC).replace(tzinfo=None)
         log.log([Exposure(experiment=experiment, variant=answer.variant, unit_id=unit_id, ts=stamp)])

@@ -81,6 +81,7 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from experiments.exposures import ExposureLog, GroupCommit
+        from experiments.service import RunningDesigns
         from experiments.store import ExperimentStore
         from serving.auth import KeyStore
         from serving.models import ModelHolder
@@ -89,6 +90,8 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.data = folder
         app.state.experiments = ExperimentStore(url)
+        # assignments read designs from memory; a stopped or edited experiment reaches them within 1 s
+        app.state.designs = RunningDesigns(app.state.experiments, seconds=1.0)
         # concurrent assignments share commits; each answer still waits for its own exposures' commit
         app.state.exposures = GroupCommit(ExposureLog(url))
         app.state.keys = KeyStore(url)
@@ -141,7 +144,7 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
         return JSONResponse({"detail": "internal error: the service failed; it is logged"}, status_code=500)
 
     @app.get("/healthz", tags=["health"], summary="The process is up.")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], summary="Models and stores are loaded.")

@@ -1,12 +1,14 @@
 """What routes need, as ``Annotated[..., Depends(...)]`` aliases: tests swap the functions here.
 
 Everything is made once per worker in :func:`serving.app.create_app` and kept on ``app.state``; these
-functions only hand it out (and check the caller's key and role).
+functions only hand it out (and check the caller's key and role). They are coroutines: none waits on
+anything for long (a key is looked up in the store at most once a second), and a plain function would
+cost each request one trip through the thread pool per dependency.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +16,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from experiments.exposures import ExposureSink
+from experiments.service import RunningDesigns
 from experiments.store import ExperimentStore
 from serving.auth import KeyStore, Principal, Role
 from serving.models import Loaded, ModelHolder
@@ -22,48 +25,55 @@ from serving.settings import Settings
 bearer = HTTPBearer(auto_error=False, description="An API key made with `userops keys create`.")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The worker's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_data_dir(request: Request) -> Path:
+async def get_data_dir(request: Request) -> Path:
     """The data folder this worker serves."""
     folder: Path = request.app.state.data
     return folder
 
 
-def get_holder(request: Request) -> ModelHolder:
+async def get_holder(request: Request) -> ModelHolder:
     """The worker's model holder (for reload)."""
     holder: ModelHolder = request.app.state.models
     return holder
 
 
-def get_models(request: Request) -> Loaded:
+async def get_models(request: Request) -> Loaded:
     """The models and stores to answer this request with (one consistent set for the whole request)."""
-    return get_holder(request).get()
+    holder: ModelHolder = request.app.state.models
+    return holder.get()
 
 
-def get_experiment_store(request: Request) -> ExperimentStore:
+async def get_experiment_store(request: Request) -> ExperimentStore:
     """The experiment store (definitions and lifecycle)."""
     store: ExperimentStore = request.app.state.experiments
     return store
 
 
-def get_exposure_log(request: Request) -> ExposureSink:
+async def get_designs(request: Request) -> RunningDesigns:
+    """Running experiments' designs, re-read from the store at most once a second."""
+    designs: RunningDesigns = request.app.state.designs
+    return designs
+
+
+async def get_exposure_log(request: Request) -> ExposureSink:
     """The durable exposure log."""
     log: ExposureSink = request.app.state.exposures
     return log
 
 
-def get_keys(request: Request) -> KeyStore:
+async def get_keys(request: Request) -> KeyStore:
     """The API keys."""
     keys: KeyStore = request.app.state.keys
     return keys
 
 
-def get_caller(
+async def get_caller(
     keys: Annotated[KeyStore, Depends(get_keys)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -82,14 +92,14 @@ def get_caller(
     return principal
 
 
-def allow(*roles: Role) -> Callable[[Principal], Principal]:
+def allow(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets through callers with one of ``roles`` (``admin`` always).
 
     Raises:
         HTTPException: 403 for any other role.
     """
 
-    def check(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+    async def check(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
         if caller.role != "admin" and caller.role not in roles:
             wanted = " or ".join(("admin", *roles))
             raise HTTPException(
@@ -106,6 +116,7 @@ ModelsDep = Annotated[Loaded, Depends(get_models)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 ExperimentStoreDep = Annotated[ExperimentStore, Depends(get_experiment_store)]
 ExposureLogDep = Annotated[ExposureSink, Depends(get_exposure_log)]
+DesignsDep = Annotated[RunningDesigns, Depends(get_designs)]
 AppCaller = Annotated[Principal, Depends(allow("app"))]
 OperatorCaller = Annotated[Principal, Depends(allow("operator"))]
 AnalystCaller = Annotated[Principal, Depends(allow("analyst"))]

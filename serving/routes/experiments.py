@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experiments.options import AnalysisOptions
 from experiments.service import analyze_folder, assign_unit, assign_units, require_readable
-from serving.deps import AnalystCaller, AppCaller, DataDirDep, ExperimentStoreDep, ExposureLogDep
+from serving.deps import (
+    AnalystCaller,
+    AppCaller,
+    DataDirDep,
+    DesignsDep,
+    ExperimentStoreDep,
+    ExposureLogDep,
+)
 from serving.params import ID_PATTERN, KeyPath, UnitIdQuery
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
@@ -188,7 +195,7 @@ def assignment(
     key: KeyPath,
     unit_id: UnitIdQuery,
     request: Request,
-    store: ExperimentStoreDep,
+    designs: DesignsDep,
     log: ExposureLogDep,
     _: AppCaller,
 ) -> Assignment:
@@ -196,7 +203,7 @@ def assignment(
     repeated = [name for name in params if len(params.getlist(name)) > 1]
     attributes = _query_attributes(params, repeated)
     variant, reason = assign_unit(
-        store=store, experiment=key, unit_id=unit_id, attributes=attributes, log=log
+        designs=designs, experiment=key, unit_id=unit_id, attributes=attributes, log=log
     )
     return Assignment(experiment=key, unit_id=unit_id, variant=variant, reason=reason)
 

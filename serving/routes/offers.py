@@ -56,7 +56,8 @@ class NextBestOffer(BaseModel):
         503: {"description": "No offers model (or no churn scores) is loaded."},
     },
 )
-def next_best_offer(user_id: UserIdPath, loaded: ModelsDep, _: AppCaller) -> NextBestOffer:
+async def next_best_offer(user_id: UserIdPath, loaded: ModelsDep, _: AppCaller) -> NextBestOffer:
+    # a coroutine: the answer is a look-up in memory, made at load
     choices = loaded.offers
     if choices is None:
         if loaded.offers_info.version is None:

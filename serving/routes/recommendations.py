@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from experiments.errors import StoreError
 from experiments.service import assign_unit
-from serving.deps import AppCaller, ExperimentStoreDep, ExposureLogDep, ModelsDep
+from serving.deps import AppCaller, DesignsDep, ExposureLogDep, ModelsDep
 from serving.errors import NotReadyError
 from serving.models import Loaded, ModelInfo
 from serving.params import ID_PATTERN, ItemIdPath, KQuery, UserIdPath
@@ -61,14 +61,14 @@ def _recommender(loaded: Loaded) -> Recommender:
 
 
 def _routed(
-    loaded: Loaded, user_id: str, store: ExperimentStoreDep, log: ExposureLogDep
+    loaded: Loaded, user_id: str, designs: DesignsDep, log: ExposureLogDep
 ) -> tuple[Recommender, ModelInfo, str | None]:
     """The model that answers this user: a rollout variant's when a rollout enrols them (exposure
     logged first), else the champion."""
     rollout = loaded.rollout
     if rollout is not None:
         try:
-            variant, _ = assign_unit(store=store, experiment=rollout.experiment, unit_id=user_id, log=log)
+            variant, _ = assign_unit(designs=designs, experiment=rollout.experiment, unit_id=user_id, log=log)
         except StoreError:  # stopped or deleted since the models were loaded: the champion answers
             variant = None
         if variant is not None and variant in rollout.models:
@@ -81,7 +81,7 @@ def _routed(
 def recommendations(
     user_id: UserIdPath,
     loaded: ModelsDep,
-    store: ExperimentStoreDep,
+    designs: DesignsDep,
     log: ExposureLogDep,
     _: AppCaller,
     k: KQuery = 10,
@@ -91,7 +91,7 @@ def recommendations(
     ] = None,
     exclude_purchased: Annotated[bool, Query(description="Leave out what the user bought.")] = True,
 ) -> UserRecommendations:
-    model, info, variant = _routed(loaded, user_id, store, log)
+    model, info, variant = _routed(loaded, user_id, designs, log)
     rec = model.recommend(
         user_id, k, exclude_bought=exclude_purchased, include_categories=[category] if category else None
     )

@@ -149,8 +149,9 @@ def churn_risk_of(*, loaded: Loaded, user_id: str) -> ChurnRisk:
         503: {"description": "No churn champion or no online features are loaded."},
     },
 )
-def churn_risk(user_id: UserIdPath, loaded: ModelsDep, _: AppCaller) -> ChurnRisk:
+async def churn_risk(user_id: UserIdPath, loaded: ModelsDep, _: AppCaller) -> ChurnRisk:
     """Scores come from the online features as of ``features_as_of``, computed when the models were
     loaded and refreshed by a reload; a user with no activity in the model's look-back is not scored
     (``churn_risk`` null, with the reason)."""
+    # a coroutine: a scored user is a look-up in memory, made at load
     return churn_risk_of(loaded=loaded, user_id=user_id)

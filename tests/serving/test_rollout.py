@@ -8,6 +8,7 @@ exposure, and answer from that alias's model; ``experiments analyze`` then reads
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,6 +107,7 @@ def test_the_rollout_is_read_like_any_experiment_against_the_champion(
 def test_a_stopped_rollout_leaves_every_user_on_the_champion(rollout: tuple[Served, dict[str, str]]) -> None:
     served, versions = rollout
     ExperimentStore(served.store_url).stop(ROLLOUT)  # the module's last test: the rollout ends here
+    time.sleep(1.1)  # a server reads a running experiment's design at most once a second
     users = sorted(pd.read_parquet(served.folder / "users.parquet")["user_id"].astype(str))[:20]
     for user in users:
         response = served.client.get(f"/v1/users/{user}/recommendations?k=3", headers=served.headers("app"))
