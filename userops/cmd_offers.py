@@ -67,8 +67,14 @@ def _with_values(data: Path, as_of: date, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.merge(values[keep], on="user_id", how="left")
 
 
-def _explore(data: Path, as_of: date, table: pd.DataFrame, offer_ids: list[str], share: float) -> int:
-    """Randomize ``share`` of the users through the exploration experiment; returns how many."""
+def _explore(
+    data: Path, as_of: date, table: pd.DataFrame, offer_ids: list[str], allowed: pd.DataFrame, share: float
+) -> int:
+    """Randomize ``share`` of the users through the exploration experiment; returns how many.
+
+    An enrolled user gets the variant's offer when the catalogue's rules allow it (``allowed``: one
+    boolean column per offer), else none; the exposure is logged either way (intention to treat).
+    """
     from experiments.definitions import RUNNING, Experiment, coverage_buckets
     from experiments.exposures import ExposureLog
     from experiments.service import assign_units
@@ -104,11 +110,14 @@ def _explore(data: Path, as_of: date, table: pd.DataFrame, offer_ids: list[str],
     )
     variant = assigned["variant"].to_numpy()
     enrolled = variant != ""
-    table.loc[enrolled, "offer_id"] = [v if v != "control" else "" for v in variant[enrolled]]
+    ok = [v == "control" or bool(allowed[v].iloc[i]) for i, v in enumerate(variant) if v != ""]
+    given = [v if v != "control" and fine else "" for v, fine in zip(variant[enrolled], ok, strict=True)]
+    table.loc[enrolled, "offer_id"] = given
     table.loc[enrolled, "expected_value"] = 0.0
     table.loc[enrolled, "reason"] = [
         f"exploration: randomized by experiment {EXPLORE_EXPERIMENT} ({v.replace('_', ' ')})"
-        for v in variant[enrolled]
+        + ("" if fine else ", not allowed now (validity, eligibility, cooldown or cap)")
+        for v, fine in zip(variant[enrolled], ok, strict=True)
     ]
     return int(enrolled.sum())
 
@@ -157,7 +166,14 @@ def choose(
             history = load_table(data, "exposures")
         with console.status("choosing"):
             table = model.choose(frame, as_of=as_of, history=history, budget=budget)
-        explored = _explore(data, as_of, table, model.offer_ids, explore) if explore > 0 else 0
+        explored = 0
+        if explore > 0:
+            from training.offers.policy import eligibility
+
+            valued = frame.assign(value_at_stake=model.values(frame))
+            mask = eligibility(model.catalogue, valued, as_of=as_of, history=history)
+            allowed = pd.DataFrame(mask, columns=model.offer_ids)
+            explored = _explore(data, as_of, table, model.offer_ids, allowed, explore)
         path = write_table(table, out)
         offered = table["offer_id"] != ""
         costs = dict(zip(model.offer_ids, model.catalogue.costs, strict=True))
