@@ -147,6 +147,8 @@ def _platt(raw: np.ndarray, slope: float, intercept: float) -> np.ndarray:
 
 
 DATE_SHIFTS: tuple[str, ...] = ("none", "em", "trend")
+MARGIN = 0.005
+"""How much lower a shift's mean back-tested ECE must be than no shift's for it to be chosen."""
 """Ways to move calibrated probabilities from the calibration date to the scored date (module docstring)."""
 
 
@@ -256,9 +258,9 @@ def choose_date_shift(
 ) -> tuple[str, dict[str, float]]:
     """Back-test the date shift itself and return the best one with each one's mean ECE.
 
-    For every labelled date ``k`` with a labelled date ``ahead`` steps later: calibrate on date ``k``, shift
-    to date ``k + ahead`` with each method (reading only dates up to ``k`` and the later date's scores),
-    measure the ECE there. ``ahead`` is shortened when the history is too short for even one pair.
+    For every labelled date ``k`` and every later labelled date up to ``ahead`` steps on: calibrate on date
+    ``k``, shift to the later date with each method (reading only dates up to ``k`` and the later date's
+    scores), measure the ECE there. ``ahead`` is shortened when the history is too short for one pair.
 
     Args:
         history: Labelled dates, oldest first (at least three).
@@ -267,12 +269,13 @@ def choose_date_shift(
         seed: Seed of the calibration map's choice.
 
     Returns:
-        The chosen method (lowest mean ECE; ``none`` on ties) and the mean ECE of every method (empty when
-        the history is too short to back-test: the choice is then ``none``).
+        The chosen method and the mean ECE of every method (empty when the history is too short to
+        back-test: the choice is then ``none``). A shift is chosen only when it beats no shift on half
+        the pairs or more and by :data:`MARGIN` on average (the lowest such mean wins); otherwise ``none``.
     """
     usable = [h for h in history if h.y is not None and len(np.unique(h.y)) == 2]
     ahead = max(1, min(ahead, len(usable) - 3))
-    pairs = [(k, k + ahead) for k in range(2, len(usable) - ahead)]
+    pairs = [(k, k + g) for g in range(1, ahead + 1) for k in range(2, len(usable) - g)]  # every gap up to it
     if not pairs:
         return "none", {}
     eces: dict[str, list[float]] = {m: [] for m in DATE_SHIFTS}
@@ -286,5 +289,12 @@ def choose_date_shift(
             offset = date_offset(m, cal, usable[: k + 1], DatedScores(future.as_of, future.raw))
             eces[m].append(expected_calibration_error(future.y, shift_logit(cal.predict(future.raw), offset)))
     means = {m: float(np.mean(v)) for m, v in eces.items()}
-    best = min(DATE_SHIFTS, key=lambda m: (round(means[m], 6), DATE_SHIFTS.index(m)))
+    # a shift must beat no shift on half the pairs or more, and clearly on average: a few lucky pairs
+    # would otherwise move every probability
+    clear = [
+        m
+        for m in DATE_SHIFTS[1:]
+        if np.mean(np.less(eces[m], eces["none"])) >= 1 / 2 and means[m] <= means["none"] - MARGIN
+    ]
+    best = min(clear, key=lambda m: means[m]) if clear else "none"
     return best, means

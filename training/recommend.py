@@ -301,6 +301,78 @@ def _choose(kind: str, best: Mapping[str, tuple[dict[str, Any], float]]) -> str:
     return max(tuned, key=lambda f: best[f][1])
 
 
+def _validation_split(
+    events: pd.DataFrame,
+    full: Interactions,
+    weights: InteractionWeights,
+    as_of: date,
+    tuning: RecommenderTuning,
+) -> tuple[Interactions, Holdout, str]:
+    """What tuning fits on, what it validates on, and that validation in words (for the summary)."""
+    if tuning.validation_days is not None:
+        val_start = as_of - timedelta(days=tuning.validation_days)
+        fit_inter = build_interactions(events, weights=weights, end=val_start)
+        if fit_inter.matrix.nnz == 0:
+            raise TrainingDataError(f"recommender: no item events before {val_start} to tune on")
+        val = make_holdout(events, fit_inter, val_start, as_of, weights)
+        return fit_inter, val, f"interactions from {val_start} to the date"
+    split = per_user_holdout(events.loc[events["ts"] < pd.Timestamp(as_of)], full, weights)
+    if not len(split.holdout.user_ids):
+        raise TrainingDataError(f"recommender: no user with two or more items before {as_of} to validate on")
+    validation = (
+        f"each user's latest {HOLDOUT_SHARE:.0%} of items"
+        if split.temporal
+        else f"a random {HOLDOUT_SHARE:.0%} of each user's items (the data has no usable time order)"
+    )
+    return split.fit, split.holdout, validation
+
+
+@dataclass
+class Chosen:
+    """A recommender chosen on validation and refitted on everything before the date (no MLflow).
+
+    Attributes:
+        family: The chosen family.
+        params: Its best setting.
+        model: Fitted on ``inter``.
+        inter: The interactions before the date.
+        validation: How it was validated, in words.
+        validation_ndcg: Best validation NDCG@10 per family and baseline.
+        grid_edges: Warnings of settings left at a grid's edge.
+    """
+
+    family: str
+    params: dict[str, Any]
+    model: RecommenderModel
+    inter: Interactions
+    validation: str
+    validation_ndcg: dict[str, float]
+    grid_edges: list[str]
+
+
+def choose_and_fit(
+    events: pd.DataFrame, as_of: date, *, tuning: RecommenderTuning | None = None, kind: str = "recommender"
+) -> Chosen:
+    """Tune every family on the validation split, choose one and refit it on all events before ``as_of``:
+    what ``userops train recommender`` does, without MLflow, users' segments or a test window.
+
+    Raises:
+        TrainingDataError: Nothing to validate on.
+    """
+    tuning = tuning or RecommenderTuning()
+    grid = dict(DEFAULT_GRID if tuning.grid is None else tuning.grid)
+    before = events.loc[events["ts"] < pd.Timestamp(as_of)]
+    weights = tuning.weights or weights_for(before)
+    full = build_interactions(before, weights=weights, end=as_of)
+    fit_inter, val, validation = _validation_split(before, full, weights, as_of, tuning)
+    no_segments = np.full(fit_inter.matrix.shape[0], -1, np.int64)
+    best, edges = _tune(fit_inter, val, grid, no_segments, lambda *_: None, widen=tuning.widen)
+    chosen = _choose(kind, best)
+    params = best.get(chosen, ({}, float("nan")))[0]
+    model = fit_model(chosen, params, full, np.full(full.matrix.shape[0], -1, np.int64))
+    return Chosen(chosen, params, model, full, validation, {f: v for f, (_, v) in best.items()}, edges)
+
+
 def _run_training(
     *,
     data_dir: Path,
@@ -328,25 +400,7 @@ def _run_training(
     test_end = as_of + timedelta(days=horizon)
     attr = segment_attribute(world.users)
     full = build_interactions(world.events, weights=weights, end=as_of)
-    if tuning.validation_days is not None:
-        val_start = as_of - timedelta(days=tuning.validation_days)
-        fit_inter = build_interactions(world.events, weights=weights, end=val_start)
-        if fit_inter.matrix.nnz == 0:
-            raise TrainingDataError(f"recommender: no item events before {val_start} to tune on")
-        val = make_holdout(world.events, fit_inter, val_start, as_of, weights)
-        validation = f"interactions from {val_start} to the date"
-    else:
-        split = per_user_holdout(before, full, weights)
-        fit_inter, val = split.fit, split.holdout
-        if not len(val.user_ids):
-            raise TrainingDataError(
-                f"recommender: no user with two or more items before {as_of} to validate on"
-            )
-        validation = (
-            f"each user's latest {HOLDOUT_SHARE:.0%} of items"
-            if split.temporal
-            else f"a random {HOLDOUT_SHARE:.0%} of each user's items (the data has no usable time order)"
-        )
+    fit_inter, val, validation = _validation_split(world.events, full, weights, as_of, tuning)
     has_test = bool((world.events["ts"] >= pd.Timestamp(as_of)).any())
     test = make_holdout(world.events, full, as_of, test_end, weights) if has_test else None
     if test is not None and not len(test.user_ids):
