@@ -232,13 +232,36 @@ class DailyStore:
                 and state.fingerprint != _fingerprint(src, as_of_timestamp(state.until))
             ):
                 self.rebuilt = f"events before {state.until} changed since they were aggregated"
+        final = self.root
+        _clear_staging(final)
         if self.rebuilt:
-            if self.root.exists():
-                shutil.rmtree(self.root)
             state = None
+            if src.con.name == "duckdb":
+                # built beside the kept one and swapped in whole: a kill leaves the old aggregate or the
+                # new one (DuckDB materializes what it keeps; Spark's cache may read the files again
+                # later, so there the old one is removed first and the new one built in its place)
+                self.root = final.with_name(f".{final.name}.new-{uuid.uuid4().hex[:8]}")
+            elif final.exists():
+                shutil.rmtree(final)
         self.root.mkdir(parents=True, exist_ok=True)
         if state is not None:
             self._sweep(state)
+        try:
+            return self._update(src, state, until, codes_until, source, final)
+        finally:
+            self.root = final
+
+    def _update(
+        self,
+        src: Sources,
+        state: DailyState | None,
+        until: pd.Timestamp,
+        codes_until: pd.Timestamp,
+        source: str,
+        final: Path,
+    ) -> DailyState:
+        """:meth:`update` once the kept state is known (None: build afresh in ``self.root``, a staging
+        folder that replaces ``final`` when the new state is saved)."""
         if state is None:
             items_from = until - pd.Timedelta(days=DISTINCT_WINDOW)
             state = DailyState(until=None, items_from=items_from.date(), events=source, version=VERSION)
@@ -294,6 +317,8 @@ class DailyStore:
         self._save(state)
         for name in merged:  # only once the state no longer names them
             _remove(self.root / name)
+        if self.root != final:
+            _swap_in(self.root, final)
         return state
 
     def _merge(self, con: ibis.BaseBackend, state: DailyState, until: pd.Timestamp) -> list[str]:
@@ -426,6 +451,25 @@ class DailyStore:
     def item_codes(self, con: ibis.BaseBackend, state: DailyState) -> ir.Table:
         """``code_item`` (the item id) -> ``iid``."""
         return self._read(con, state.item_codes)
+
+
+def _clear_staging(final: Path) -> None:
+    """Remove the staging and retired folders beside ``final`` that a killed rebuild left."""
+    if final.parent.is_dir():
+        for path in final.parent.glob(f".{final.name}.*-*"):
+            if path.is_dir():
+                shutil.rmtree(path)
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace the folder ``final`` by ``staging`` whole: two renames (a kill between them leaves no kept
+    aggregate, and the next run builds it again), then the retired folder is removed."""
+    retired = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        final.rename(retired)
+    staging.rename(final)
+    if retired.exists():
+        shutil.rmtree(retired)
 
 
 def _remove(path: Path) -> None:
