@@ -150,7 +150,7 @@ def test_an_unknown_output_kind_is_named(tmp_path: Path) -> None:
 def test_an_output_folder_that_is_a_file_is_named(tmp_path: Path, world: dict[str, pd.DataFrame]) -> None:
     data = _folder(tmp_path / "data", world)
     taken = _touch(tmp_path / "taken")
-    _raises(ContractError, "cannot be the feature output folder", lambda: run_job(data, [AS_OF], taken))
+    _raises(ContractError, "taken: is a file; --out names", lambda: run_job(data, [AS_OF], taken))
     _raises(ContractError, "is a file", lambda: ingest(data / "events.parquet", taken))
 
 
