@@ -188,3 +188,14 @@ def test_a_bad_ts_format_is_refused_naming_the_option(tmp_path: Path) -> None:
     good = _csv(tmp_path / "good.csv", "user_id,ts,event_type\nu1,2025-03-01,view\n")
     with pytest.raises(ContractError, match="--ts-format: 'dd/mm/yyyy' has no %-directive"):
         ingest(good, tmp_path / "out", ts_format="dd/mm/yyyy")
+
+
+def test_the_feature_job_waits_for_an_ingest_into_its_data_folder(tmp_path: Path) -> None:
+    from features.job import run_job
+
+    good = _csv(tmp_path / "good.csv", "user_id,ts,event_type\nu1,2025-03-01,view\nu2,2025-03-02,view\n")
+    ingest(good, tmp_path / "data", now=NOW)
+    with locked(tmp_path / "data"), pytest.raises(JobBusyError, match="feature job or ingest"):
+        run_job(tmp_path / "data", ["2025-03-03"], tmp_path / "features", write_online=False)
+    assert not (tmp_path / "features").exists()
+    assert run_job(tmp_path / "data", ["2025-03-03"], tmp_path / "features", write_online=False)[0].exists()
