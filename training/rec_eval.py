@@ -298,19 +298,22 @@ def per_user_holdout(
     weights: InteractionWeights,
     *,
     share: float = HOLDOUT_SHARE,
+    min_items: int = 2,
     seed: int = 0,
 ) -> UserHoldout:
     """Hold out each user's latest ``share`` of items (by first positive interaction) for validation.
 
-    Users with a single item keep it for fitting. Without a usable time order (:func:`has_time_order`)
-    a random ``share`` of each user's items is held out instead. The held-out cells are removed from
-    the fitting matrix, so a user's history at validation is everything else they had.
+    Users with fewer than ``min_items`` items (at least 2) keep them all for fitting. Without a usable
+    time order (:func:`has_time_order`) a random ``share`` of each user's items is held out instead.
+    The held-out cells are removed from the fitting matrix, so a user's history at validation is
+    everything else they had.
 
     Args:
         events: The events ``inter`` was built from.
         inter: The interactions to split.
         weights: Interaction weights (positive types define "first interaction").
         share: Share of each user's items to hold out (rounded; at least 1, at most all but one).
+        min_items: Fewest items a user needs to have some held out.
         seed: Seed of the random order (ties in time, and the random fallback).
     """
     cells = first_positive_times(events, inter, weights)
@@ -322,7 +325,7 @@ def per_user_holdout(
     group = cells.groupby("row", sort=False)
     n = group["col"].transform("size").to_numpy()
     pos = group.cumcount().to_numpy()
-    k = np.where(n >= 2, np.clip(np.rint(share * n), 1, n - 1), 0)
+    k = np.where(n >= max(2, min_items), np.clip(np.rint(share * n), 1, n - 1), 0)
     held = pos >= n - k
     shape = inter.matrix.shape
     held_rows, held_cols = cells["row"].to_numpy()[held], cells["col"].to_numpy()[held]

@@ -102,6 +102,10 @@ def test_per_user_holdout_keeps_each_users_latest_items() -> None:
     assert split.temporal
     # 20% of 5 is 1, of 10 is 2: the latest by time; the single item stays for fitting
     assert held == {"five": {"five-item4"}, "ten": {"ten-item8", "ten-item9"}}
+    events = _log(times=True)
+    inter = build_interactions(events, weights=InteractionWeights())
+    fewer = per_user_holdout(events, inter, InteractionWeights(), min_items=6).holdout
+    assert list(fewer.user_ids) == ["ten"] and fewer.relevant.nnz == 2  # "five" has too few items
     fit = pd.DataFrame(split.fit.matrix.toarray(), index=split.fit.user_ids, columns=split.fit.item_ids)
     ten, solo = fit.loc["ten"].to_numpy(dtype=float), fit.loc["solo"].to_numpy(dtype=float)
     cols = list(fit.columns)
