@@ -146,7 +146,8 @@ def choose(
     if budget is not None:
         given = np.flatnonzero(offer >= 0)
         cost = catalogue.costs[offer[given]]
-        ratio = np.divide(top[given], cost, out=np.full(len(given), np.inf), where=cost > 0)
+        with np.errstate(over="ignore"):  # a near-free offer's ratio is as good as infinite: it goes first
+            ratio = np.divide(top[given], cost, out=np.full(len(given), np.inf), where=cost > 0)
         order = given[np.lexsort((given, -ratio))]
         # greedy in ratio order: a cheaper offer further down may still fit once a dear one does not
         running = 0.0
