@@ -111,7 +111,7 @@ CASES = [
     Case(
         "ingest every row bad",
         [*ING, "{T}/in/e.csv"],
-        r"no valid rows in .*e\.csv \(2 read: 1 unknown event_type, 1 unparsable ts\)",
+        r"no valid rows in .*e\.csv \(2 read: 1 unknown event type, 1 unparsable ts\)",
         prepare=_write("e.csv", HEAD + "u1,2025-01-02,click\nu2,yesterday,view\n"),
     ),
     Case(

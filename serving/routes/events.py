@@ -61,7 +61,7 @@ class EventsAccepted(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"accepted": 2, "rejected": [{"row": 2, "reason": "unknown event_type"}]}]
+            "examples": [{"accepted": 2, "rejected": [{"row": 2, "reason": "unknown event type"}]}]
         }
     )
 

@@ -30,7 +30,7 @@ def _events(**overrides: list) -> pd.DataFrame:
         ("ts", "not a time", "unparsable ts"),
         ("ts", None, "missing ts"),
         ("ts", "2030-01-01", "ts in the future"),
-        ("event_type", "teleport", "unknown event_type"),
+        ("event_type", "teleport", "unknown event type"),
         ("amount", -5.0, "negative amount on purchase"),
     ],
 )

@@ -58,7 +58,7 @@ GOOD = {"user_id": "u1", "ts": "2025-03-01T10:00:00Z", "event_type": "view", "it
         ({"ts": "the third of March"}, "unparsable ts"),
         ({"ts": None}, "missing ts"),
         ({"ts": "2025-06-01T00:00:01Z"}, "ts in the future"),
-        ({"event_type": "click"}, "unknown event_type"),
+        ({"event_type": "click"}, "unknown event type"),
         ({"event_type": "purchase", "amount": -1.0}, "negative amount on purchase"),
         ({"event_type": "purchase", "amount": math.inf}, "non-finite amount"),
         ({"amount": -math.inf}, "non-finite amount"),

@@ -101,7 +101,7 @@ def test_unknown_event_types_are_quarantined_unless_mapped(tmp_path: Path) -> No
         "user_id,ts,event_type\nu1,2025-03-01,click\nu2,2025-03-01,PURCHASE\nu3,2025-03-01,view\n",
     )
     report = ingest(src, tmp_path / "a", now=NOW)
-    assert report.quarantined["events"] == {"unknown event_type": 2}
+    assert report.quarantined["events"] == {"unknown event type": 2}
     report = ingest(
         src, tmp_path / "b", event_types=parse_event_types("click=view,PURCHASE=purchase"), now=NOW
     )

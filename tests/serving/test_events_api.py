@@ -76,7 +76,7 @@ def test_a_mixed_batch_keeps_the_good_rows_and_names_each_bad_one(api: Served) -
             {"row": 4, "reason": "user_id has control characters"},
             {"row": 5, "reason": "unparsable ts"},
             {"row": 6, "reason": "ts in the future"},
-            {"row": 7, "reason": "unknown event_type"},
+            {"row": 7, "reason": "unknown event type"},
             {"row": 8, "reason": "negative amount on purchase"},
         ],
     }
@@ -130,7 +130,7 @@ def test_the_file_is_on_disk_and_fsynced_before_the_answer(
 def test_an_all_bad_batch_writes_no_file(api: Served) -> None:
     before = incoming_paths(api.folder)
     body = _post(api, [{**GOOD, "event_type": "click"}])
-    assert body == {"accepted": 0, "rejected": [{"row": 0, "reason": "unknown event_type"}]}
+    assert body == {"accepted": 0, "rejected": [{"row": 0, "reason": "unknown event type"}]}
     assert incoming_paths(api.folder) == before
 
 
