@@ -12,7 +12,8 @@ import pytest
 
 from training.offers.catalogue import load_catalogue
 from training.offers.data import build_campaign_data
-from training.offers.train import POLICY, fit_offers, unit_values
+from training.offers.run import policy_value_of
+from training.offers.train import NO_OFFER, POLICY, fit_offers, unit_values
 
 AS_OF = date(2025, 4, 20)
 EXPOSED = pd.Timestamp("2025-03-01 10:00")
@@ -104,3 +105,9 @@ def test_policy_reaches_85_percent_of_the_oracle(folder: Path) -> None:
     # the off-line estimates agree: the policy beats no offer and every single offer on held-out units
     table = fit.policies
     assert table.loc[POLICY, "dr"] > table.drop(index=POLICY)["dr"].max()
+    # promotion re-scores a model's policy on these units: the same figure the evaluation gave, and a
+    # model that offers nothing scores as "no offer"
+    features = data.units[["user_id", *data.features]]
+    assert policy_value_of(fit.model, hold, features, "activity") == pytest.approx(table.loc[POLICY, "ips"])
+    fit.model.margin = float("inf")
+    assert policy_value_of(fit.model, hold, features, "activity") == pytest.approx(table.loc[NO_OFFER, "ips"])

@@ -44,27 +44,30 @@ class OfferPyfunc(PythonModel):
         return self.model.choose(model_input)
 
 
-def policy_value_of(model: OfferModel, holdout: pd.DataFrame, features: pd.DataFrame) -> float:
-    """IPS value per unit of ``model``'s policy on held-out randomized units (their features given)."""
-    from training.offers.policy import choose, eligibility
+def policy_value_of(model: OfferModel, holdout: pd.DataFrame, features: pd.DataFrame, outcome: str) -> float:
+    """IPS value per unit of ``model``'s policy on held-out randomized units, with their rewards.
+
+    The policy chooses as it would in use (its calibration and margin); the catalogue's rules are left
+    out, as they were on the units' own day. A model trained for another outcome values a unit by its
+    own rule; the reward is the holdout's, so both models are judged on the same units and the same money.
+
+    Args:
+        model: The model whose policy is judged (e.g. the current champion).
+        holdout: Held-out units: ``user_id, variant, propensity, value, reward``.
+        features: Their features (``user_id`` and the inputs).
+        outcome: The outcome the holdout's ``value`` belongs to.
+    """
+    from training.offers.policy import choose
 
     frame = holdout[["user_id"]].merge(features, on="user_id", how="left")
     uplift = model.predict_uplift(frame)
-    value = holdout["value"].to_numpy(dtype=float)
-    ids = {o: k + 1 for k, o in enumerate(model.offer_ids)}
-    allowed = eligibility(model.catalogue, frame.assign(value_at_stake=value), as_of=date.today())
-    allowed[:] = True  # judged on the units' own day: validity windows of today do not apply
-    picked = choose(uplift, value, model.catalogue, allowed)
-    arm_ids = {0: "control", **{k: o for o, k in ids.items()}}
-    names = [arm_ids.get(int(a), "") for a in holdout["arm"]]
-    chosen = np.where(
-        picked.offer >= 0, np.array(model.offer_ids, dtype=object)[np.maximum(picked.offer, 0)], "control"
-    )
-    same = np.array([c == n for c, n in zip(chosen, names, strict=True)])
-    terms = np.where(
-        same, holdout["reward"].to_numpy(dtype=float) / holdout["propensity"].to_numpy(dtype=float), 0.0
-    )
-    return float(terms.mean())
+    value = holdout["value"].to_numpy(dtype=float) if model.outcome == outcome else model.values(frame)
+    picked = choose(uplift, value, model.catalogue, np.ones(uplift.shape, dtype=bool), margin=model.margin)
+    ids = np.array(model.offer_ids, dtype=object)
+    chosen = np.where(picked.offer >= 0, ids[np.maximum(picked.offer, 0)], "control")
+    same = chosen == holdout["variant"].astype(str).to_numpy()
+    reward = holdout["reward"].to_numpy(dtype=float) / holdout["propensity"].to_numpy(dtype=float)
+    return float(np.where(same, reward, 0.0).mean())
 
 
 def _log_plots(fit: OfferFit) -> None:
@@ -197,7 +200,7 @@ def train_offers(
 
         def score_champion(uri: str) -> float:
             champion = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
-            return policy_value_of(champion, fit.holdout, features)
+            return policy_value_of(champion, fit.holdout, features, options.outcome)
 
         score = float(fit.policies["ips"].to_numpy()[list(fit.policies.index).index(POLICY)])
         decision = promote(
