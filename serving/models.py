@@ -56,6 +56,17 @@ DEFAULT_LOOKBACK = 365
 """Horizon and look-back of the population when the champion's run does not record its own."""
 
 
+def _position(users: pd.Index, user_id: str) -> int | None:
+    """Where ``user_id`` is in a population's unique ids, or ``None`` when it is not there."""
+    try:
+        i = users.get_loc(user_id)
+    except KeyError:
+        return None
+    if not isinstance(i, int):  # the ids are unique, so a hit is one position
+        raise TypeError(f"user {user_id!r} is in the population more than once")
+    return i
+
+
 @dataclass(frozen=True)
 class UserRisk:
     """One scored user: what the churn-risk endpoint answers."""
@@ -113,12 +124,9 @@ class RiskScores:
 
     def get(self, user_id: str) -> UserRisk | None:
         """The user's scores, or ``None`` for a user outside the scored population."""
-        try:
-            i = self.users.get_loc(user_id)
-        except KeyError:
+        i = _position(self.users, user_id)
+        if i is None:
             return None
-        if not isinstance(i, int):  # the ids are unique, so a hit is one position
-            raise TypeError(f"user {user_id!r} is scored more than once")
         reasons = str(self.reasons[i])
         return UserRisk(
             churn_risk=float(self.churn_risk[i]),
@@ -155,12 +163,9 @@ class OfferChoices:
 
     def get(self, user_id: str) -> UserOffer | None:
         """The user's choice, or ``None`` for a user outside the population."""
-        try:
-            i = self.users.get_loc(user_id)
-        except KeyError:
+        i = _position(self.users, user_id)
+        if i is None:
             return None
-        if not isinstance(i, int):  # the ids are unique, so a hit is one position
-            raise TypeError(f"user {user_id!r} is chosen for more than once")
         offer = str(self.offer_id[i])
         return UserOffer(offer or None, float(self.expected_value[i]), str(self.reason[i]))
 
