@@ -207,3 +207,23 @@ def test_read_user_ids_keeps_file_order_once_each(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("id\nu1\n")
     with pytest.raises(ContractError, match="no user_id column"):
         read_user_ids(tmp_path / "bad.csv")
+
+
+def test_choose_and_fit_on_an_export_with_and_without_timestamps(world: Path) -> None:
+    from features.contract import load_table
+    from training.recommend import choose_and_fit
+
+    events = load_table(world, "events", required=True)
+    assert events is not None
+    grid: dict[str, list[dict[str, Any]]] = {
+        "ease": [{"l2": 100.0}, {"l2": 400.0}],
+        "itemknn": [{"neighbors": 20}],
+    }
+    dated = choose_and_fit(events, AS_OF, tuning=RecommenderTuning(grid=grid))
+    assert dated.validation == "each user's latest 20% of items" and dated.family in {"ease", "itemknn"}
+    assert dated.validation_ndcg[dated.family] == max(dated.validation_ndcg[f] for f in ("ease", "itemknn"))
+    assert dated.inter.matrix.shape[0] == events.loc[events["ts"] < pd.Timestamp(AS_OF), "user_id"].nunique()
+    # the same interactions stamped at one instant: a random share per user, and the words say so
+    flat = events.loc[events["ts"] < pd.Timestamp(AS_OF)].assign(ts=pd.Timestamp("2025-01-01"))
+    undated = choose_and_fit(flat, AS_OF, tuning=RecommenderTuning(grid=grid))
+    assert undated.validation == "a random 20% of each user's items (the data has no usable time order)"
