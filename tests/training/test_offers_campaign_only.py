@@ -21,11 +21,12 @@ COSTS = {"coupon": 2.0, "points": 1.0, "gift": 0.5}
 ORDER = 20.0  # every active unit places one order of this amount: the value of retaining one
 
 
-def true_uplift(users: pd.DataFrame) -> pd.DataFrame:
-    """Each offer's true effect on the chance of any activity within 30 days."""
+def true_uplift(users: pd.DataFrame, window: float = 1.0) -> pd.DataFrame:
+    """Each offer's true effect on the chance of an order within 40 days, or, with ``window``, of one
+    within the first ``window`` share of them (orders fall uniformly over the 40 days)."""
     basic = (users["plan"] == "basic").to_numpy()
     old = (users["age"] > 45).to_numpy()
-    return pd.DataFrame(
+    return window * pd.DataFrame(
         {
             "coupon": np.where(basic, 0.30, -0.05),
             "points": np.where(old, 0.20, 0.0),
@@ -79,7 +80,8 @@ def campaign_folder(out: Path, n: int = 8000, seed: int = 3) -> Path:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return campaign_folder(tmp_path_factory.mktemp("campaign_only"))
+    # 16,000 units: the policy reached 88-99% of the oracle over generator seeds 1-6 (8,000: 62-92%)
+    return campaign_folder(tmp_path_factory.mktemp("campaign_only"), n=16000)
 
 
 def test_policy_reaches_85_percent_of_the_oracle(folder: Path) -> None:
@@ -93,7 +95,9 @@ def test_policy_reaches_85_percent_of_the_oracle(folder: Path) -> None:
     assert default == pytest.approx(ORDER)
     fit = fit_offers(data, values, cat, default_value=default)
     hold = fit.holdout
-    truth = true_uplift(pd.read_csv(folder / "users.csv")).loc[hold["user_id"], cat.offer_ids].to_numpy()
+    # the 30-day outcome sees 30 of the 40 days over which an active unit orders
+    users = pd.read_csv(folder / "users.csv")
+    truth = true_uplift(users, window=30 / 40).loc[hold["user_id"], cat.offer_ids].to_numpy()
     gain = truth * hold["value"].to_numpy()[:, None] - cat.costs[None, :]
     oracle = np.clip(gain.max(axis=1), 0, None).sum()
     choice = hold["choice"].to_numpy()

@@ -1,14 +1,16 @@
 """Fit the uplift learners on randomized units, choose one by Qini, evaluate the policy off-line.
 
-Units are split three ways by a seeded shuffle: fit (50%: the learners and the outcome models), validation
-(30%: the learner with the best Qini coefficient wins, its uplifts are calibrated, and the margin an
-offer's expected value must clear is chosen), holdout (20%: the policy's value by IPS and DR beside "no
-offer" and "everyone gets X"). No unit is in two parts; the holdout stays unseen until the evaluation.
+Units are split by a hash of their ids: 80% to learn from, 20% held out. The 80% are cross-fitted in two
+folds: every unit gets uplift predictions from models that never saw it, and the learner with the best
+Qini coefficient on those predictions wins; its uplifts are calibrated (:func:`calibrate`) and the margin
+an offer's expected value must clear is chosen (:func:`choose_margin`) on them, each fold's calibration
+fitted on the other fold. The winner is then fitted on all 80%. The holdout stays unseen until the
+policy's value is estimated on it (IPS and DR, beside "no offer" and "everyone gets X").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,13 +81,13 @@ class OfferFit:
     """A trained offer model and its evaluation on held-out randomized units.
 
     Attributes:
-        model: The chosen learner (fitted on the fit units), calibrated on the validation units.
+        model: The chosen learner fitted on the 80% learned from, calibrated on its out-of-fold uplifts.
         learner_scores: Validation Qini coefficient of every learner tried.
         policies: Policy values on the holdout: ``policy, ips, ips_se, dr, dr_se, offered``.
         holdout: Holdout units with ``value``, ``reward``, their ``uplift_<offer>`` and ``choice``.
         deciles: Uplift by decile of the chosen learner on the holdout, per offer.
         qini: Qini coefficient of each offer on the holdout.
-        margins: Each margin tried on validation units: its gain over "no offer" and standard error.
+        margins: Each margin tried on the out-of-fold uplifts: its gain over "no offer" and standard error.
         facts: Counts and settings for the summary and the run.
     """
 
@@ -99,14 +101,18 @@ class OfferFit:
     facts: dict[str, object] = field(default_factory=dict)
 
 
-def split_units(n: int, seed: int, shares: tuple[float, float] = (0.5, 0.3)) -> np.ndarray:
-    """0 = fit, 1 = validation, 2 = holdout, by a seeded shuffle."""
-    order = np.random.default_rng(seed).permutation(n)
-    part = np.full(n, 2)
-    a, b = int(shares[0] * n), int((shares[0] + shares[1]) * n)
-    part[order[:a]] = 0
-    part[order[a:b]] = 1
-    return part
+def unit_draws(user_ids: pd.Series, salt: str) -> np.ndarray:
+    """A uniform number in [0, 1) per unit from a hash of its id and ``salt``: the same unit always lands
+    in the same part, and no random generator shared with the data can line the parts up with it."""
+    hashed = pd.util.hash_pandas_object(user_ids.astype(str) + "#" + salt, index=False).to_numpy()
+    draws: np.ndarray = (hashed >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return draws
+
+
+def split_units(user_ids: pd.Series, seed: int, shares: tuple[float, float] = (0.5, 0.3)) -> np.ndarray:
+    """0 and 1 = learned from (cross-fitted), 2 = holdout, by a hash of each unit's id and the seed."""
+    draw = unit_draws(user_ids, f"split{seed}")
+    return np.where(draw < shares[0], 0, np.where(draw < shares[0] + shares[1], 1, 2))
 
 
 def mean_qini(uplift: np.ndarray, arm: np.ndarray, y: np.ndarray, value: np.ndarray | None = None) -> float:
@@ -168,7 +174,8 @@ def evaluate_policies(
 def calibrate(
     uplift: np.ndarray, arm: np.ndarray, y: np.ndarray, mu: np.ndarray, weight: np.ndarray | None = None
 ) -> np.ndarray:
-    """Per offer, the line ``a + b x predicted`` that best predicts the true effect on validation units.
+    """Per offer, the line ``a + b x predicted`` that best predicts the true effect on units the
+    predictions were not fitted on.
 
     The doubly-robust pseudo-outcome ``mu_k - mu_0 + 1[offer] (y - mu_k) / e_k - 1[control] (y - mu_0) /
     e_0`` has the unit's effect as its mean (``mu``: outcome models fitted on other units), so a weighted
@@ -200,7 +207,7 @@ def calibrate(
 
 
 SAFETY_SE = 2.0
-"""How many standard errors the best margin's gain over "no offer" must clear on validation units: the
+"""How many standard errors the best margin's gain over "no offer" must clear on out-of-fold uplifts: the
 best of several policies looks better than it is, and offers cost money."""
 MARGINS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 """Margins tried, in units of the mean offer cost: the policy gives an offer only above the margin."""
@@ -209,7 +216,7 @@ MARGINS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 def choose_margin(
     catalogue: Catalogue, frame: pd.DataFrame, uplift: np.ndarray, mu: np.ndarray, value: np.ndarray
 ) -> tuple[float, pd.DataFrame]:
-    """The margin whose policy beats "no offer" on validation units by the most with confidence: the
+    """The margin whose policy beats "no offer" on out-of-fold units by the most with confidence: the
     largest gain in DR value minus :data:`SAFETY_SE` standard errors of the paired difference; ``inf``
     (no offer) when no margin's lower bound is above zero.
 
@@ -261,7 +268,7 @@ def fit_offers(
     seed: int = 0,
     learners: Sequence[str] = tuple(LEARNERS),
 ) -> OfferFit:
-    """Fit every learner, keep the best by validation Qini, calibrate it and evaluate the policy.
+    """Fit every learner, keep the best by out-of-fold Qini, calibrate it, choose the margin, evaluate.
 
     Raises:
         OfferDataError: Too few units for a three-way split, or an arm without units in the fit part.
@@ -269,38 +276,53 @@ def fit_offers(
     units = data.units
     if len(units) < 50:
         raise OfferDataError(f"only {len(units)} campaign units with features: at least 50 are needed")
-    part = split_units(len(units), seed)
+    part = split_units(units["user_id"], seed)
     encoder = FeatureEncoder(data.features, data.categorical).fit(units.loc[part < 2])
     x = encoder.transform(units)
     arm = units["arm"].to_numpy()
     y = units["y"].to_numpy(dtype=float)
     prop = units["propensity"].to_numpy(dtype=float)
     k = len(catalogue.offer_ids)
-    fit, valid, hold = part == 0, part == 1, part == 2
+    pool, hold = part < 2, part == 2
+    # two-fold cross-fitting over the units learned from: every one of them gets predictions from
+    # models that never saw it, so the Qini, the calibration and the margin are judged on all of them
+    fold = (unit_draws(units["user_id"], f"fold{seed}") < 0.5).astype(int)
+
+    def out_of_fold(make: Callable[[int], UpliftLearner], outcomes: bool = False) -> np.ndarray:
+        width = k + 1 if outcomes else k
+        out = np.zeros((len(units), width))
+        for f in (0, 1):
+            train, check = pool & (fold != f), pool & (fold == f)
+            model = make(f).fit(x.loc[train], arm[train], y[train], prop[train])
+            if outcomes:
+                assert isinstance(model, TLearner)
+                out[check] = model.outcomes(x.loc[check])
+            else:
+                out[check] = model.predict(x.loc[check])
+        return out[pool]
+
     scores: dict[str, float] = {}
-    fitted: dict[str, UpliftLearner] = {}
+    predicted: dict[str, np.ndarray] = {}
+    ap, yp, vp = arm[pool], y[pool], values[pool]
     for name in learners:
-        learner = LEARNERS[name](k, seed).fit(x.loc[fit], arm[fit], y[fit], prop[fit])
-        scores[name] = mean_qini(learner.predict(x.loc[valid]), arm[valid], y[valid])
-        fitted[name] = learner
+        predicted[name] = out_of_fold(lambda f, name=name: LEARNERS[name](k, seed + f))  # type: ignore[misc]
+        scores[name] = mean_qini(predicted[name], ap, yp)
     best = max(scores, key=lambda name: (scores[name], name == "t_learner"))
-    chosen = fitted[best]
-    found_t = fitted[best]
-    q_model = (
-        found_t
-        if isinstance(found_t, TLearner)
-        else TLearner(k, seed).fit(x.loc[fit], arm[fit], y[fit], prop[fit])
-    )
-    raw, mu = chosen.predict(x.loc[valid]), q_model.outcomes(x.loc[valid])
-    yv, av, vv = y[valid], arm[valid], values[valid]
-    # the margin is judged on uplifts calibrated on the other half of the validation units (cross-fit),
-    # so the calibration's own fit to these units does not flatter the policy
-    half = np.random.default_rng(seed + 1).random(len(raw)) < 0.5
+    raw = predicted[best]
+    mu = out_of_fold(lambda f: TLearner(k, seed + f), outcomes=True)
+    # the margin is judged on uplifts calibrated on the other fold, so a calibration's own fit to the
+    # units it is judged on does not flatter the policy
+    side_of = fold[pool]
     crossed = np.zeros_like(raw)
-    for side in (half, ~half):
-        line = calibrate(raw[~side], av[~side], yv[~side], mu[~side], vv[~side])
-        crossed[side] = line[None, :, 0] + line[None, :, 1] * raw[side]
-    margin, margins = choose_margin(catalogue, units.loc[valid].reset_index(drop=True), crossed, mu, vv)
+    for f in (0, 1):
+        other, mine = side_of != f, side_of == f
+        line = calibrate(raw[other], ap[other], yp[other], mu[other], vp[other])
+        crossed[mine] = line[None, :, 0] + line[None, :, 1] * raw[mine]
+    margin, margins = choose_margin(catalogue, units.loc[pool].reset_index(drop=True), crossed, mu, vp)
+    chosen = LEARNERS[best](k, seed).fit(x.loc[pool], ap, yp, prop[pool])
+    q_model = (
+        chosen if isinstance(chosen, TLearner) else TLearner(k, seed).fit(x.loc[pool], ap, yp, prop[pool])
+    )
     model = OfferModel(
         learner=chosen,
         encoder=encoder,
@@ -308,7 +330,7 @@ def fit_offers(
         outcome=data.outcome,
         horizon=data.horizon,
         default_value=default_value,
-        calibration=calibrate(raw, av, yv, mu, vv),
+        calibration=calibrate(raw, ap, yp, mu, vp),
         margin=margin,
     )
     frame = units.loc[hold].reset_index(drop=True)
@@ -329,11 +351,10 @@ def fit_offers(
     facts: dict[str, object] = {
         "campaigns": data.experiments,
         "units": len(units),
-        "fit units": int(fit.sum()),
-        "validation units": int(valid.sum()),
+        "units learned from (two folds)": int(pool.sum()),
         "holdout units": int(hold.sum()),
         "learner": best,
-        "margin": "no offer (none beat no offer on validation)"
+        "margin": "no offer (none beat no offer with confidence, out of fold)"
         if not np.isfinite(model.margin)
         else f"{model.margin:.2f} expected value after cost",
         "outcome": f"{data.outcome} over {data.horizon} days",
