@@ -75,7 +75,8 @@ def test_skipped_in_training_with_a_plain_reason_and_nothing_registered(tmp_path
         "label is exactly the opposite of the churn label; the churn model already answers it"
     )
     assert outcome.facts == {"event_types": "purchase, refund"}
-    assert mlflow.MlflowClient(uri).search_registered_models() == []
+    registry = mlflow.MlflowClient(uri, registry_uri=uri)
+    assert registry.search_registered_models() == []
 
 
 def test_data_with_views_keeps_its_propensity_model(tmp_path: Path) -> None:
