@@ -1,7 +1,8 @@
 """Uplift and off-policy metrics on randomized units: Qini, uplift by decile, IPS and DR policy value.
 
-Written here rather than taken from a library: scikit-uplift and causalml do not install here, and each
-formula is a few lines, tested against hand-computed cases.
+Written here rather than taken from a library: scikit-uplift covers Qini for one treatment but not the
+policy value of several offers with IPS and DR (causalml is a heavy install for a few formulas); each is
+a few lines, tested against hand-computed cases.
 """
 
 from __future__ import annotations
