@@ -5,6 +5,7 @@ Worlds (session-scoped: built once per test process, shared by every module that
 - ``world_folder``: a simulated world (:data:`WORLD_USERS` users over :data:`WORLD_DAYS` days, with the
   simulator's randomized offer campaign in ``exposures.parquet``) and nothing trained. Cheap (under a
   second). Endpoints that need a model or a scored list answer 503 over it.
+- ``offers_folder``: a copy of ``trained_folder`` with an offers champion as well (about 30 s more).
 - ``trained_folder``: another world of the same size after :func:`userops.pipeline.run_pipeline` as of
   :data:`TRAINED_AS_OF` (feature snapshot and online copy, churn and propensity champions,
   ``scores/churn_as_of=…csv``, ``winback/winback_as_of=…csv``) and a recommender champion
@@ -114,6 +115,21 @@ def trained_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         kind="als",
         tuning=RecommenderTuning(grid={"als": [{"factors": 8, "iterations": 3}]}),
     )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def offers_folder(trained_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``trained_folder`` with an offers champion too, trained on the world's randomized
+    campaign (day 66) with a 14-day outcome window as of :data:`TRAINED_AS_OF`."""
+    import shutil
+
+    from training.offers.run import OfferOptions, train_offers
+
+    folder = tmp_path_factory.mktemp("offers") / "data"
+    shutil.copytree(trained_folder, folder)
+    uri = Settings(tracking_uri=None).tracking_uri_for(folder)
+    train_offers(data_dir=folder, as_of=TRAINED_AS_OF, tracking_uri=uri, options=OfferOptions(horizon=14))
     return folder
 
 

@@ -1,14 +1,14 @@
 """``GET /v1/users/{user_id}/next-best-offer`` against ``userops offers choose`` on the same folder and date.
 
 The world's randomized offer campaign starts on day 66; an offers model is trained on it with a 14-day
-outcome window as of day 90, in a copy of the trained world. The API chooses at load for the churn
-scores' population from the online features; the command chooses from the feature snapshot. Same
-features, values, past exposures and date: the same offer and expected value for every user.
+outcome window as of day 90, in a copy of the trained world (``offers_folder``). The API chooses at load
+for the churn scores' population from the online features; the command chooses from the feature
+snapshot. Same features, values, past exposures and date: the same offer and expected value for every
+user.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from serving.settings import Settings
 from userops.cli import app as cli
 
 if TYPE_CHECKING:
@@ -29,16 +28,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def offers_api(
-    make_api: Callable[[Path], Served], trained_folder: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Served:
-    from training.offers.run import OfferOptions, train_offers
-
-    folder = tmp_path_factory.mktemp("offers") / "data"
-    shutil.copytree(trained_folder, folder)
-    uri = Settings(tracking_uri=None).tracking_uri_for(folder)
-    train_offers(data_dir=folder, as_of=TRAINED_AS_OF, tracking_uri=uri, options=OfferOptions(horizon=14))
-    return make_api(folder)
+def offers_api(make_api: Callable[[Path], Served], offers_folder: Path) -> Served:
+    return make_api(offers_folder)
 
 
 def test_the_api_chooses_what_the_command_chooses(offers_api: Served, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The API against its own OpenAPI schema: requests generated from the schema (schemathesis, on hypothesis)
 never get a 5xx, and every answer fits the schema the endpoint documents.
 
-The app serves a copy of the trained world (so every endpoint has models, a win-back list and an
-experiment behind it) and is called in process, with an admin key (every role's endpoints are reached).
+The app serves a copy of the trained world with an offers model (so every endpoint has models, a
+win-back list and an experiment behind it) and is called in process, with an admin key (every role's
+endpoints are reached).
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ schema.app = APP
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _served(trained_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _served(offers_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     folder = tmp_path_factory.mktemp("schemathesis") / "data"
-    shutil.copytree(trained_folder, folder)
+    shutil.copytree(offers_folder, folder)
     app_settings = Settings(tracking_uri=None)
     url = app_settings.experiments_url_for(folder)
     store = ExperimentStore(url)
