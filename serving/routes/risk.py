@@ -37,9 +37,9 @@ SCORED_EXAMPLE: JsonDict = {
     "rfm_segment": "cant_lose",
     "value_at_stake": 212.4,
     "reasons": [
-        "no purchase for 45 days; usually buys every 12 days",
-        "activity down 60% on the 30 days before",
-        "no visit for 21 days",
+        "usually buys every 12 days, last bought 45 days ago",
+        "not expected back in the next 13 weeks",
+        "spends about 26.60 per order",
     ],
     "model": {"name": "churn", "version": "3", "alias": "champion"},
     "features_as_of": "2025-08-29",
@@ -68,7 +68,9 @@ class ChurnRisk(BaseModel):
     )
     reasons: list[str] = Field(
         description="The strongest drivers of the risk, in words, strongest first (up to three).",
-        examples=[["no purchase for 45 days; usually buys every 12 days", "no visit for 21 days"]],
+        examples=[
+            ["usually buys every 12 days, last bought 45 days ago", "not expected back in the next 13 weeks"]
+        ],
     )
     model: ModelRef
     features_as_of: date = Field(description="As-of date of the features scored.", examples=["2025-08-29"])

@@ -11,6 +11,7 @@ from collections.abc import Hashable, Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
@@ -40,9 +41,14 @@ class WinbackUser(BaseModel):
     rfm_segment: str = Field(examples=["champions"])
     reasons: list[str] = Field(
         description="The strongest drivers of the risk, in words, strongest first.",
-        examples=[["0 events in the last 7 days", "no visit for 15 days"]],
+        examples=[
+            ["usually buys every 12 days, last bought 45 days ago", "not expected back in the next 13 weeks"]
+        ],
     )
-    offer_id: str | None = Field(description="The offer to make; null for none.", examples=[None])
+    offer_id: str | None = Field(description="The offer to make; null for none.", examples=["free_shipping"])
+    expected_value: float = Field(
+        description="The offer's expected incremental value after its cost (0 for none).", examples=[3.46]
+    )
 
 
 class WinbackList(BaseModel):
@@ -53,8 +59,10 @@ class WinbackList(BaseModel):
 
 
 CSV_EXAMPLE = (
-    "user_id,churn_risk,value_at_stake,expected_value_saved,lifecycle_stage,rfm_segment,reasons,offer_id\n"
-    "u000211,0.3238,71.34,23.10,at_risk,champions,0 events in the last 7 days | no visit for 15 days,\n"
+    "user_id,churn_risk,value_at_stake,expected_value_saved,lifecycle_stage,rfm_segment,reasons,offer_id,"
+    "expected_value\n"
+    'u000211,0.3238,71.34,23.10,at_risk,champions,"usually buys every 12 days, last bought 45 days ago | '
+    'not expected back in the next 13 weeks",free_shipping,3.46\n'
 )
 
 
@@ -103,6 +111,12 @@ def winback(
     return WinbackList(as_of=as_of, users=[_user(row) for row in frame.to_dict("records")])
 
 
+def _offer_value(value: object) -> float:
+    """The offer's expected value, 0 where a list has none (written before offers, or no offer)."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return 0.0 if pd.isna(number) else float(number)
+
+
 def _user(row: Mapping[Hashable, Any]) -> WinbackUser:
     """One row of the written list as the API shows it: reasons as a list, no offer as null."""
     reasons = str(row["reasons"])
@@ -115,4 +129,5 @@ def _user(row: Mapping[Hashable, Any]) -> WinbackUser:
         rfm_segment=str(row["rfm_segment"]),
         reasons=reasons.split(REASONS_SEPARATOR) if reasons else [],
         offer_id=str(row["offer_id"]) or None,
+        expected_value=_offer_value(row.get("expected_value")),
     )

@@ -45,6 +45,7 @@ def _as_json(rows: pd.DataFrame) -> list[dict[str, Any]]:
             "rfm_segment": r["rfm_segment"],
             "reasons": r["reasons"].split(" | "),
             "offer_id": r["offer_id"] or None,
+            "expected_value": r["expected_value"],
         }
         for r in rows.to_dict("records")
     ]
@@ -160,6 +161,7 @@ def test_the_newest_list_is_served_with_ids_as_text(lists: Served) -> None:
     assert body["as_of"] == "2025-03-15"
     assert [u["user_id"] for u in body["users"]] == ["007"]  # never the number 7
     assert body["users"][0]["offer_id"] is None and body["users"][0]["reasons"] == ["no visit for 40 days"]
+    assert body["users"][0]["expected_value"] == 0.0  # a list written before offers had none
 
 
 def test_a_newer_list_is_served_from_the_next_request_on(lists: Served) -> None:
