@@ -33,11 +33,24 @@ def missing_store(tracking_uri: str) -> Path | None:
 
 
 def connect(tracking_uri: str) -> None:
-    """Point MLflow's tracking and registry at ``tracking_uri``: the one place its global URI is set."""
+    """Point MLflow's tracking and registry at ``tracking_uri``: the one place its global URI is set.
+
+    MLflow also writes the URI into this process's environment (``MLFLOW_TRACKING_URI``), where the next
+    settings read in the same process (a second command run in process, a test) would take it for the
+    user's choice; the environment is put back as it was.
+    """
+    import os
+
     import mlflow
 
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def use_experiment(tracking_uri: str, name: str, artifact_root: str | Path | None = None) -> str:
