@@ -80,12 +80,16 @@ def create_app(settings: Settings, data: Path | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from threadpoolctl import threadpool_limits
+
         from experiments.exposures import ExposureLog, GroupCommit
         from experiments.service import RunningDesigns
         from experiments.store import ExperimentStore
         from serving.auth import KeyStore
         from serving.models import ModelHolder
 
+        # a worker answers many requests at once: numeric libraries' own threads would only contend
+        threadpool_limits(limits=1)
         url = settings.experiments_url_for(folder)
         app.state.settings = settings
         app.state.data = folder

@@ -102,10 +102,25 @@ class RecommenderModel:
 
     def similar_items(self, item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` items most similar to ``item`` (cosine of the model's item vectors), itself excluded."""
-        vectors = self.item_vectors()
+        vectors = self._unit_vectors()
         sims = (vectors @ vectors[item]).astype(np.float64)
         sims[item] = -np.inf
         return top_k(sims, n)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling keeps: not the similar-items cache, which is made again on first use."""
+        state = dict(self.__dict__)
+        state.pop("_unit_cache", None)
+        return state
+
+    def _unit_vectors(self) -> np.ndarray:
+        """:meth:`item_vectors`, made once per fit (a server asks for similar items on every request)."""
+        fitted = tuple(id(getattr(self, name)) for name in self.learned)
+        cached: tuple[tuple[int, ...], np.ndarray] | None = getattr(self, "_unit_cache", None)
+        if cached is None or cached[0] != fitted:
+            cached = (fitted, self.item_vectors())
+            self._unit_cache = cached
+        return cached[1]
 
     def _check_fitted(self) -> None:
         if not all(hasattr(self, name) for name in self.learned):
