@@ -38,10 +38,12 @@ run: install
 	@echo "done: win-back list in $(DATA)/winback/, scores in $(DATA)/scores/, recommendations in" \
 	  "$(DATA)/recommendations.parquet, experiment report in $(DATA)/reports/; MLflow runs in $(DATA)/mlflow.db"
 	@key=$$($(USEROPS) keys create --data $(DATA) --role admin 2>/dev/null | tail -n 1) && \
-	  user=$$($(PY) -c "import pandas as p; print(p.read_parquet('$(DATA)/recommendations.parquet').user_id.iloc[0])") && \
+	  user=$$($(PY) -c "import glob, pandas as p; print(p.read_csv(sorted(glob.glob('$(DATA)/winback/*.csv'))[-1]).user_id.iloc[0])") && \
 	  echo "" && echo "Start the API on this world:" && \
 	  echo "  $(USEROPS) serve --data $(DATA) --port 8000" && \
 	  echo "then, in another terminal (an admin key was made for you: $(USEROPS) keys create makes more):" && \
+	  echo "  curl -H 'Authorization: Bearer $$key' 'http://127.0.0.1:8000/v1/users/$$user/churn-risk'" && \
+	  echo "  curl -H 'Authorization: Bearer $$key' 'http://127.0.0.1:8000/v1/users/$$user/next-best-offer'" && \
 	  echo "  curl -H 'Authorization: Bearer $$key' 'http://127.0.0.1:8000/v1/users/$$user/recommendations?k=5'" && \
 	  echo "  curl -H 'Authorization: Bearer $$key' 'http://127.0.0.1:8000/v1/items/i00001/similar?k=5'" && \
 	  echo "  curl -H 'Authorization: Bearer $$key' 'http://127.0.0.1:8000/v1/experiments/retention_campaign/results?metric=conversion'"
