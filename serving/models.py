@@ -337,10 +337,7 @@ def load_offer_choices(
     """
     import mlflow
 
-    from features.contract import load_table
-    from training.offers.run import load_offer_model
-    from training.offers.train import VALUE_HORIZON
-    from training.winback import values_for
+    from training.offers.run import choose_in_folder, load_offer_model
 
     try:
         model = load_offer_model(tracking_uri)
@@ -355,11 +352,7 @@ def load_offer_choices(
     try:
         features = online.get(list(churn.users))
         features["user_id"] = features["user_id"].astype(str)
-        # a retained user's value over the value horizon the model was trained with, as in batch choosing
-        values = values_for(data, churn.as_of, features["user_id"], VALUE_HORIZON)
-        features = features.drop(columns=[c for c in values.columns if c != "user_id"], errors="ignore")
-        features = features.merge(values, on="user_id", how="left")
-        chosen = model.choose(features, as_of=churn.as_of, history=load_table(data, "exposures"))
+        chosen = choose_in_folder(model, data, churn.as_of, features)
     except (FeaturesError, TrainingError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return None, info, [f"next-best offers cannot be chosen: {message}"]

@@ -77,18 +77,12 @@ def next_best_offers(
     The value of retaining a user is their value at stake over the value horizon the model was trained
     with, from the folder's events before ``as_of``; cooldowns and caps read the folder's exposures.
     """
-    from features.contract import load_table
-    from training.offers.run import load_offer_model
-    from training.offers.train import VALUE_HORIZON
-    from training.winback import values_for
+    from training.offers.run import choose_in_folder, load_offer_model
 
     model = load_offer_model(tracking_uri)
     if model is None or features.empty:
         return None
-    values = values_for(data_dir, as_of, features["user_id"], VALUE_HORIZON)
-    frame = features.drop(columns=[c for c in values.columns if c != "user_id"], errors="ignore")
-    frame = frame.merge(values, on="user_id", how="left")
-    return model.choose(frame, as_of=as_of, history=load_table(data_dir, "exposures"))
+    return choose_in_folder(model, data_dir, as_of, features)
 
 
 def has_offer_campaign(data_dir: str | Path) -> bool:
