@@ -54,21 +54,31 @@ class Rules:
     now: pd.Timestamp | None = None
 
 
-def parse_mapping(text: str | None) -> dict[str, str]:
-    """Parse ``user_id=CustomerID,ts=InvoiceDate`` into ``{"user_id": "CustomerID", ...}``.
-
-    Raises:
-        ContractError: An entry is not of the form ``contract=source``.
-    """
+def _pairs(
+    text: str | None, option: str, form: str, check: Callable[[str], None] | None = None
+) -> dict[str, str]:
+    """Parse ``a=b,c=d`` given to ``option``; an entry not of the form ``form`` is refused, naming both,
+    and each value goes through ``check`` in turn."""
     if not text:
         return {}
     mapping: dict[str, str] = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ContractError(f"--map: {part!r} is not of the form contract_column=source_column")
+            raise ContractError(f"{option}: {part!r} is not of the form {form}")
+        if check is not None:
+            check(value.strip())
         mapping[key.strip()] = value.strip()
     return mapping
+
+
+def parse_mapping(text: str | None) -> dict[str, str]:
+    """Parse ``user_id=CustomerID,ts=InvoiceDate`` into ``{"user_id": "CustomerID", ...}``.
+
+    Raises:
+        ContractError: An entry is not of the form ``contract=source``.
+    """
+    return _pairs(text, "--map", "contract_column=source_column")
 
 
 def parse_event_types(text: str | None) -> dict[str, str]:
@@ -77,16 +87,12 @@ def parse_event_types(text: str | None) -> dict[str, str]:
     Raises:
         ContractError: An entry is not of the form ``source=type``, or names a type the contract lacks.
     """
-    if not text:
-        return {}
-    mapping: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ContractError(f"--event-types: {part!r} is not of the form source_type=contract_type")
-        check_event_type(value.strip(), "--event-types")
-        mapping[key.strip()] = value.strip()
-    return mapping
+    return _pairs(
+        text,
+        "--event-types",
+        "source_type=contract_type",
+        lambda value: check_event_type(value, "--event-types"),
+    )
 
 
 def check_event_type(value: str, option: str = "--event-type") -> None:
