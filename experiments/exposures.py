@@ -231,16 +231,26 @@ class GroupCommit:
         Raises:
             StoreError: The commit failed (every writer in it gets the error), or the log is closed.
         """
+        return self.submit(exposures).result()
+
+    def submit(self, exposures: Iterable[Exposure]) -> Future[LogReceipt]:
+        """Hand exposures to the next commit without waiting: the future is done once they are committed
+        (an event loop awaits it with ``asyncio.wrap_future`` instead of holding a thread).
+
+        Raises:
+            StoreError: The log is closed (a failed commit is the future's exception).
+        """
         items = list(exposures)
-        if not items:
-            return LogReceipt(exposures=0, units=0)
         done: Future[LogReceipt] = Future()
+        if not items:
+            done.set_result(LogReceipt(exposures=0, units=0))
+            return done
         with self._ready:
             if self._closed:
                 raise StoreError("the exposure log is closed")
             self._pending.append((items, done))
             self._ready.notify()
-        return done.result()
+        return done
 
     def _run(self) -> None:
         while True:

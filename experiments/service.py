@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
@@ -9,13 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio.to_thread
 import pandas as pd
 
 from experiments.analysis import DEFAULT_OPTIONS, Analysis, analyze
 from experiments.assignment import Design, Holdout, assign, assign_many
 from experiments.definitions import DRAFT, RUNNING
 from experiments.errors import DataError, StoreError, UnknownExperimentError
-from experiments.exposures import Exposure, ExposureSink
+from experiments.exposures import Exposure, ExposureSink, GroupCommit
 from experiments.metrics import read_file, read_table
 from experiments.options import AnalysisOptions
 from experiments.over_time import effect_over_time
@@ -131,12 +133,47 @@ def assign_unit(
     Raises:
         StoreError: If the experiment is unknown or not running.
     """
+    variant, reason, exposure = _decide(designs, experiment, unit_id, attributes)
+    if log is not None and exposure is not None:
+        log.log([exposure])
+    return variant, reason
+
+
+async def assign_unit_async(
+    *,
+    designs: RunningDesigns,
+    experiment: str,
+    unit_id: str,
+    attributes: Mapping[str, object] | None = None,
+    log: ExposureSink | None = None,
+) -> tuple[str | None, str]:
+    """:func:`assign_unit` for an event loop: the exposure's commit is awaited, not waited on by a
+    thread (a :class:`~experiments.exposures.GroupCommit` hands back a future; any other log is called on
+    a worker thread). It returns, like :func:`assign_unit`, only once the exposure is committed.
+
+    Raises:
+        StoreError: If the experiment is unknown or not running, or the commit failed.
+    """
+    variant, reason, exposure = _decide(designs, experiment, unit_id, attributes)
+    if log is not None and exposure is not None:
+        if isinstance(log, GroupCommit):
+            await asyncio.wrap_future(log.submit([exposure]))
+        else:
+            await anyio.to_thread.run_sync(log.log, [exposure])
+    return variant, reason
+
+
+def _decide(
+    designs: RunningDesigns, experiment: str, unit_id: str, attributes: Mapping[str, object] | None
+) -> tuple[str | None, str, Exposure | None]:
+    """The unit's variant, the reason, and the exposure to log (none when not enrolled)."""
     design, holdout = designs.get(experiment)
     answer = assign(design=design, unit_id=unit_id, attributes=attributes, holdout=holdout)
-    if log is not None and answer.variant is not None:
-        stamp = datetime.now(UTC).replace(tzinfo=None)
-        log.log([Exposure(experiment=experiment, variant=answer.variant, unit_id=unit_id, ts=stamp)])
-    return answer.variant, str(answer.reason)
+    if answer.variant is None:
+        return None, str(answer.reason), None
+    stamp = datetime.now(UTC).replace(tzinfo=None)
+    exposure = Exposure(experiment=experiment, variant=answer.variant, unit_id=unit_id, ts=stamp)
+    return answer.variant, str(answer.reason), exposure
 
 
 def read_units(path: Path) -> tuple[list[str], pd.DataFrame]:

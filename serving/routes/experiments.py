@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from experiments.options import AnalysisOptions
-from experiments.service import analyze_folder, assign_unit, assign_units, require_readable
+from experiments.service import analyze_folder, assign_unit_async, assign_units, require_readable
 from serving.deps import (
     AnalystCaller,
     AppCaller,
@@ -191,7 +191,7 @@ ATTRIBUTES_PARAMETER = {
         409: {"description": "The experiment is a draft or stopped."},
     },
 )
-def assignment(
+async def assignment(
     key: KeyPath,
     unit_id: UnitIdQuery,
     request: Request,
@@ -199,10 +199,11 @@ def assignment(
     log: ExposureLogDep,
     _: AppCaller,
 ) -> Assignment:
+    # a coroutine: the design is in memory, and the exposure's commit is awaited, not held by a thread
     params = request.query_params
     repeated = [name for name in params if len(params.getlist(name)) > 1]
     attributes = _query_attributes(params, repeated)
-    variant, reason = assign_unit(
+    variant, reason = await assign_unit_async(
         designs=designs, experiment=key, unit_id=unit_id, attributes=attributes, log=log
     )
     return Assignment(experiment=key, unit_id=unit_id, variant=variant, reason=reason)

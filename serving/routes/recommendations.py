@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from experiments.errors import StoreError
-from experiments.service import assign_unit
+from experiments.service import assign_unit_async
 from serving.deps import AppCaller, DesignsDep, ExposureLogDep, ModelsDep
 from serving.errors import NotReadyError
 from serving.models import Loaded, ModelInfo
@@ -65,12 +64,12 @@ async def _routed(
     loaded: Loaded, user_id: str, designs: DesignsDep, log: ExposureLogDep
 ) -> tuple[Recommender, ModelInfo, str | None]:
     """The model that answers this user: a rollout variant's when a rollout enrols them (exposure
-    logged first, on a worker thread: the commit waits on the disk), else the champion."""
+    committed first, awaited), else the champion."""
     rollout = loaded.rollout
     if rollout is not None:
         try:
-            variant, _ = await run_in_threadpool(
-                assign_unit, designs=designs, experiment=rollout.experiment, unit_id=user_id, log=log
+            variant, _ = await assign_unit_async(
+                designs=designs, experiment=rollout.experiment, unit_id=user_id, log=log
             )
         except StoreError:  # stopped or deleted since the models were loaded: the champion answers
             variant = None

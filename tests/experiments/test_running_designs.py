@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -10,18 +11,20 @@ import pytest
 from experiments.assignment import assign
 from experiments.definitions import Experiment
 from experiments.errors import StoreError
-from experiments.service import RunningDesigns, assign_unit
+from experiments.exposures import ExposureLog, GroupCommit
+from experiments.service import RunningDesigns, assign_unit, assign_unit_async
 from experiments.store import ExperimentStore
 
 
 def test_a_design_is_read_once_a_second_and_a_stop_arrives_within_it(tmp_path: Path) -> None:
     store = ExperimentStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
     store.create(Experiment(key="banner", variants=("control", "treatment"), weights=(30, 70)))
-    designs = RunningDesigns(store, seconds=0.5)
+    designs = RunningDesigns(store, seconds=60)  # long enough that a slow machine still reads once
     with pytest.raises(StoreError, match="draft, not running"):
         designs.get("banner")
     store.start("banner")
     store.set_holdout(fraction=0.1)
+    design, holdout = store.get("banner").design(), store.holdout()
     reads = 0
     plain_get = store.get
 
@@ -33,13 +36,46 @@ def test_a_design_is_read_once_a_second_and_a_stop_arrives_within_it(tmp_path: P
     store.get = counted  # type: ignore[method-assign]
     for i in range(200):  # the same answer as the pure function on the stored design
         unit = f"u{i}"
-        expected = assign(design=plain_get("banner").design(), unit_id=unit, holdout=store.holdout())
+        expected = assign(design=design, unit_id=unit, holdout=holdout)
         variant, reason = assign_unit(designs=designs, experiment="banner", unit_id=unit)
         assert (variant, reason) == (expected.variant, str(expected.reason))
     assert reads == 1
 
+    quick = RunningDesigns(store, seconds=2)
+    assert quick.get("banner")
     store.stop("banner")
-    assert designs.get("banner")  # still the design read less than half a second ago
-    time.sleep(0.6)
+    assert quick.get("banner")  # still the design read less than 2 s ago
+    time.sleep(2.1)
     with pytest.raises(StoreError, match="stopped, not running"):
-        designs.get("banner")
+        quick.get("banner")
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_async_assignment_returns_after_its_exposure_is_committed(tmp_path: Path, grouped: bool) -> None:
+    """Many concurrent coroutines, through a group commit (awaited future) or a plain log (thread): each
+    answer equals the pure function's, and once they are all answered every enrolled unit is in the log."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    store = ExperimentStore(url)
+    store.create(Experiment(key="banner", variants=("control", "treatment"), weights=(30, 70)))
+    store.start("banner")
+    store.set_holdout(fraction=0.2)
+    design, holdout = store.get("banner").design(), store.holdout()
+    plain = ExposureLog(url)
+    log = GroupCommit(plain) if grouped else plain
+    designs = RunningDesigns(store, seconds=60)
+    units = [f"u{i}" for i in range(300)]
+
+    async def everyone() -> list[tuple[str | None, str]]:
+        return await asyncio.gather(
+            *(assign_unit_async(designs=designs, experiment="banner", unit_id=u, log=log) for u in units)
+        )
+
+    answers = asyncio.run(everyone())
+    expected = [assign(design=design, unit_id=u, holdout=holdout) for u in units]
+    assert answers == [(e.variant, str(e.reason)) for e in expected]
+    logged = plain.read(experiment="banner")  # read before closing: nothing waits on a later flush
+    enrolled = {u: e.variant for u, e in zip(units, expected, strict=True) if e.variant is not None}
+    assert 0 < len(enrolled) < len(units)  # the holdout kept some out
+    assert dict(zip(logged["unit_id"], logged["variant"], strict=True)) == enrolled
+    if isinstance(log, GroupCommit):
+        log.close()
