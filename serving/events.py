@@ -4,7 +4,8 @@
 rows (:func:`features.contract.validate_events`); the good ones are written as one Parquet file under
 ``DATA/incoming/`` (a temporary name, fsynced, renamed, the folder fsynced), which the next feature run
 and training read with the events table; then each user's new events go into the served recommender's
-history, so their next recommendations already reflect them.
+history, so their next recommendations already reflect them, on this worker at once and on the others
+as soon as they look at ``incoming/`` (:class:`LiveEvents`, before each recommendation).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.contract import INCOMING, INCOMING_SCHEMA, validate_events
+from features.contract import INCOMING, INCOMING_SCHEMA, incoming_paths, validate_events
 from serving.errors import ServingError
 
 if TYPE_CHECKING:
@@ -32,9 +33,6 @@ MAX_EVENTS = 1_000
 """The most events one call may send."""
 COLUMNS: tuple[str, ...] = tuple(INCOMING_SCHEMA.names)
 """The fields of an event, as the incoming files store them."""
-
-_live_updates = threading.Lock()
-"""Held while a recommender's live histories change: request threads share the recommender."""
 
 
 class EventStoreError(ServingError):
@@ -99,11 +97,24 @@ def write_incoming(data: Path, good: pd.DataFrame, *, now: datetime) -> Path:
     return folder / name
 
 
-def add_to_recommender(recommender: Recommender, good: pd.DataFrame) -> None:
-    """Add each user's new item events, oldest first, to the recommender's live histories."""
+_writers = threading.Lock()
+"""Held while live histories change: a history is rebuilt aside and swapped in, so readers need no lock,
+but two writers of one user must take turns."""
+
+
+def add_to_recommender(recommender: Recommender, good: pd.DataFrame, *, trained_only: bool = False) -> None:
+    """Add each user's new item events, oldest first, to the recommender's live histories.
+
+    With ``trained_only``, events before the day the recommender was trained as of are left out: they were
+    in its training data (what a freshly loaded model skips of the events stored before it was loaded).
+    """
     rows = good.loc[good["item_id"].notna(), ["user_id", "ts", "item_id", "event_type"]]
+    trained_as_of = recommender.meta.get("as_of")
+    if trained_only and trained_as_of:
+        ts = pd.to_datetime(rows["ts"], utc=True).dt.tz_localize(None)
+        rows = rows.loc[(ts >= pd.Timestamp(str(trained_as_of))).to_numpy()]
     rows = rows.sort_values("ts", kind="stable")
-    with _live_updates:
+    with _writers:
         for user_id, part in rows.groupby("user_id", sort=False):
             events = [
                 {"item_id": str(item), "event_type": str(kind)}
@@ -112,14 +123,75 @@ def add_to_recommender(recommender: Recommender, good: pd.DataFrame) -> None:
             recommender.add_events(str(user_id), events)
 
 
+class LiveEvents:
+    """Keeps one worker's served recommenders up to date with the data folder's incoming events, whichever
+    worker stored them.
+
+    A worker adds what it stores itself at once (:meth:`record`); what other workers store it reads from
+    ``incoming/`` when that folder changes: :meth:`catch_up`, called before each recommendation, costs one
+    ``stat`` when nothing is new. Each file is applied once per set of models. The files already there when
+    the models are loaded add their events from the models' training date on (the earlier ones were
+    trained on; an event stored after training with an older timestamp is left out until the next
+    training reads it).
+
+    Args:
+        data: The data folder.
+        recommenders: The served recommenders (the champion and any rollout variant's).
+    """
+
+    def __init__(self, data: Path, recommenders: Sequence[Recommender]) -> None:
+        self.data = data
+        self.recommenders = list(recommenders)
+        self._applied: set[str] = set()
+        self._stamp: int | None = None
+        self._lock = threading.Lock()
+        self._catch_up(trained_only=True)
+
+    def _folder_stamp(self) -> int | None:
+        try:
+            return (self.data / INCOMING).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def catch_up(self) -> None:
+        """Apply every incoming file not applied yet (nothing to do, and one ``stat``, when the folder has
+        not changed since the last look)."""
+        self._catch_up(trained_only=False)
+
+    def _catch_up(self, *, trained_only: bool) -> None:
+        stamp = self._folder_stamp()
+        if stamp is None or stamp == self._stamp:
+            return
+        with self._lock:
+            for path in incoming_paths(self.data):
+                if path.name in self._applied:
+                    continue
+                try:
+                    frame = pq.read_table(path).to_pandas()
+                except (OSError, pa.ArrowException):  # gone since it was listed: nothing to add
+                    continue
+                for recommender in self.recommenders:
+                    add_to_recommender(recommender, frame, trained_only=trained_only)
+                self._applied.add(path.name)
+            self._stamp = stamp  # read before listing: a file renamed in since moves it, so none is missed
+
+    def record(self, path: Path, good: pd.DataFrame) -> None:
+        """Apply the events this worker just stored in ``path``."""
+        with self._lock:
+            if path.name not in self._applied:
+                for recommender in self.recommenders:
+                    add_to_recommender(recommender, good)
+                self._applied.add(path.name)
+
+
 def record_events(
     *,
     data: Path,
     events: Sequence[Mapping[str, Any]],
-    recommenders: Sequence[Recommender] = (),
+    live: LiveEvents | None = None,
     now: datetime | None = None,
 ) -> Recorded:
-    """Check a batch of events, store the good ones and add them to the served recommender.
+    """Check a batch of events, store the good ones and add them to the served recommenders.
 
     Not all-or-nothing: good rows are kept, bad ones come back with their position and reason.
 
@@ -127,7 +199,7 @@ def record_events(
         data: The data folder.
         events: Rows with ``user_id``, ``ts`` (ISO 8601; without an offset, UTC), ``event_type`` and
             optionally ``item_id``, ``amount``, ``session_id``.
-        recommenders: The served recommenders to update at once (the champion and any rollout variant).
+        live: The worker's served recommenders, updated at once (other workers read the stored file).
         now: Timestamps after this are refused as in the future (default: the current time; a naive
             one is UTC).
 
@@ -147,7 +219,6 @@ def record_events(
         for row, reason in zip(quarantine["source_row"], quarantine["reason"], strict=True)
     ]
     path = write_incoming(data, good, now=now) if len(good) else None
-    if len(good):
-        for recommender in recommenders:
-            add_to_recommender(recommender, good)
+    if path is not None and live is not None:
+        live.record(path, good)
     return Recorded(accepted=len(good), rejected=rejected, path=path)

@@ -14,6 +14,7 @@ answering with the old one.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -28,6 +29,7 @@ import pandas as pd
 
 from features.errors import FeaturesError
 from features.store import OnlineStore, RedisStore, default_store
+from serving.events import LiveEvents
 from serving.settings import Settings
 from training.errors import ModelNotFoundError, TrainingError
 
@@ -200,6 +202,7 @@ class Loaded:
     rollout: Rollout | None = None
     offers: OfferChoices | None = None
     offers_info: ModelInfo = field(default=ModelInfo("offers", None))
+    live: LiveEvents | None = None
 
     @property
     def recommenders(self) -> list[Recommender]:
@@ -311,7 +314,7 @@ def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None
     problems += rollout_problems
     offers, offers_info, offer_problems = load_offer_choices(uri, data, online, churn)
     problems += offer_problems
-    return Loaded(
+    loaded = Loaded(
         recommender=recommender,
         recommender_info=ModelInfo("recommender", version),
         online=online,
@@ -323,6 +326,8 @@ def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None
         offers=offers,
         offers_info=offers_info,
     )
+    # events apps sent since the recommenders were trained (by any worker) are served at once
+    return dataclasses.replace(loaded, live=LiveEvents(data, loaded.recommenders))
 
 
 def load_offer_choices(

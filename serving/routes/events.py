@@ -78,7 +78,7 @@ def post_events(batch: EventBatch, loaded: ModelsDep, data: DataDirDep, _: AppCa
     recorded = record_events(
         data=data,
         events=[event.model_dump() for event in batch.events],
-        recommenders=loaded.recommenders,
+        live=loaded.live,
     )
     return EventsAccepted(
         accepted=recorded.accepted,

@@ -94,6 +94,8 @@ async def recommendations(
     exclude_purchased: Annotated[bool, Query(description="Leave out what the user bought.")] = True,
 ) -> UserRecommendations:
     # a coroutine: scoring one user takes well under a millisecond; only a rollout's commit waits
+    if loaded.live is not None:  # events other workers stored since the last look
+        loaded.live.catch_up()
     model, info, variant = await _routed(loaded, user_id, designs, log)
     rec = model.recommend(
         user_id, k, exclude_bought=exclude_purchased, include_categories=[category] if category else None

@@ -222,6 +222,52 @@ def test_a_new_users_first_events_give_them_model_recommendations(api: Served) -
     assert popular[0] not in _recommended(api, user)
 
 
+def _live(api: Served, user: str) -> tuple[dict[int, float], set[int]] | None:
+    recommender = api.client.app.state.models.get().recommender  # type: ignore[attr-defined]
+    live: tuple[dict[int, float], set[int]] | None = recommender._live.get(user)
+    return live
+
+
+def test_events_stored_by_one_worker_reach_another_at_once(
+    api: Served, make_api: Callable[[Path], Served]
+) -> None:
+    """Two workers over one folder: a purchase posted to one leaves the user's list on the other at its
+    next request, and both end with the same live history (the file is applied once on each)."""
+    other = make_api(api.folder)
+    user = "u000005"
+    first = _recommended(other, user)
+    body = _post(
+        api,
+        [
+            {"user_id": user, "ts": "2025-03-26T09:00:00Z", "event_type": "view", "item_id": first[1]},
+            {"user_id": user, "ts": "2025-03-26T09:05:00Z", "event_type": "purchase", "item_id": first[0]},
+        ],
+    )
+    assert body == {"accepted": 2, "rejected": []}
+    after = _recommended(other, user)
+    assert first[0] not in after and after != first
+    _recommended(other, user)  # a further look applies nothing twice
+    assert _live(other, user) == _live(api, user) is not None
+
+
+def test_a_worker_loaded_later_serves_what_was_stored_since_training(
+    api: Served, make_api: Callable[[Path], Served]
+) -> None:
+    """Events stored before a worker loads its models: those from the models' training date on are in its
+    live histories; an older one (its training data already had the day) is not added again."""
+    _post(
+        api,
+        [
+            {"user_id": "later-1", "ts": "2025-03-27T10:00:00Z", "event_type": "view", "item_id": "i0002"},
+            {"user_id": "earlier-1", "ts": "2025-03-01T10:00:00Z", "event_type": "view", "item_id": "i0002"},
+        ],
+    )
+    fresh = make_api(api.folder)
+    assert _live(fresh, "later-1") is not None
+    assert _live(fresh, "earlier-1") is None
+    assert _live(api, "earlier-1") is not None  # the worker that stored it serves it at once
+
+
 def test_a_posted_event_changes_the_next_feature_snapshot(api: Served, tmp_path: Path) -> None:
     """Features as of D are kept; an event for D - 1 day is posted; the daily run as of D + 1 equals a
     fresh full build and sees the event."""

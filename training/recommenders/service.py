@@ -262,19 +262,22 @@ class Recommender:
 
         The next :meth:`recommend` for this user scores from the updated history (factor models recompute
         the user's factors from it). Events on unknown items are ignored; new events are not decayed.
+        The user's history is rebuilt aside and swapped in whole, so a request reading it meanwhile sees
+        the old one or the new one, never half of each (writers must still take turns).
         """
         by_type = self.weights.by_type()
-        if user_id not in self._live:
-            u = self._user_index.get(user_id, -1)
+        live = self._live.get(user_id)
+        if live is None:
             cells: dict[int, float] = {}
             bought: set[int] = set()
+            u = self._user_index.get(user_id, -1)
             if u >= 0:
                 row = self._row(u)
                 cells = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
                 lo, hi = self.bought.indptr[u], self.bought.indptr[u + 1]
                 bought = set(self.bought.indices[lo:hi].tolist())
-            self._live[user_id] = (cells, bought)
-        cells, bought = self._live[user_id]
+        else:
+            cells, bought = dict(live[0]), set(live[1])
         for event in events:
             j = self._item_index.get(str(event.get("item_id")))
             if j is None:
@@ -283,8 +286,7 @@ class Recommender:
             cells[j] = max(0.0, cells.get(j, 0.0) + by_type.get(kind, 0.0))
             if kind == "purchase":
                 bought.add(j)
-        for j in [j for j, v in cells.items() if v <= 0]:
-            del cells[j]
+        self._live[user_id] = ({j: v for j, v in cells.items() if v > 0}, bought)
 
     # ------------------------------------------------------------------ batch
     def recommend_batch(  # noqa: PLR0913 - the keyword filters of recommend, plus the batch inputs
