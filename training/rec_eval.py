@@ -300,13 +300,16 @@ def per_user_holdout(
     share: float = HOLDOUT_SHARE,
     min_items: int = 2,
     seed: int = 0,
+    fold: int = 0,
 ) -> UserHoldout:
     """Hold out each user's latest ``share`` of items (by first positive interaction) for validation.
 
     Users with fewer than ``min_items`` items (at least 2) keep them all for fitting. Without a usable
-    time order (:func:`has_time_order`) a random ``share`` of each user's items is held out instead.
-    The held-out cells are removed from the fitting matrix, so a user's history at validation is
-    everything else they had.
+    time order (:func:`has_time_order`) a random ``share`` of each user's items is held out instead,
+    and ``fold`` picks which: fold ``f`` holds out the ``f``-th slice of the same random order, so
+    folds 0, 1, … hold out disjoint items of each user until a user's items run out (then they wrap
+    round). The held-out cells are removed from the fitting matrix, so a user's history at validation
+    is everything else they had.
 
     Args:
         events: The events ``inter`` was built from.
@@ -315,9 +318,16 @@ def per_user_holdout(
         share: Share of each user's items to hold out (rounded; at least 1, at most all but one).
         min_items: Fewest items a user needs to have some held out.
         seed: Seed of the random order (ties in time, and the random fallback).
+        fold: Which random slice to hold out (see above). A temporal holdout has one fold only: each
+            user's latest items.
+
+    Raises:
+        ValueError: ``fold`` is not 0 and the data has a time order.
     """
     cells = first_positive_times(events, inter, weights)
     temporal = has_time_order(cells)
+    if temporal and fold:
+        raise ValueError("per_user_holdout: a temporal holdout has one fold (each user's latest items)")
     rng = np.random.default_rng(seed)
     cells["r"] = rng.random(len(cells))
     keys = ["row", "ts", "r"] if temporal else ["row", "r"]
@@ -326,7 +336,7 @@ def per_user_holdout(
     n = group["col"].transform("size").to_numpy()
     pos = group.cumcount().to_numpy()
     k = np.where(n >= max(2, min_items), np.clip(np.rint(share * n), 1, n - 1), 0)
-    held = pos >= n - k
+    held = (pos + fold * k) % np.maximum(n, 1) >= n - k
     shape = inter.matrix.shape
     held_rows, held_cols = cells["row"].to_numpy()[held], cells["col"].to_numpy()[held]
     relevant = sp.csr_matrix((np.ones(int(held.sum()), np.float32), (held_rows, held_cols)), shape=shape)

@@ -7,12 +7,15 @@ Protocol (``as_of`` = D, ``horizon`` = H):
    the data count as much as recent ones; without a usable time order (every event at one timestamp)
    a random 20% of each user's items is held out instead, and the summary says so. (A fixed validation
    window ``[D − V, D)`` is still available: ``RecommenderTuning(validation_days=V)``.) Every candidate
-   setting is fitted and scored (each trial an MLflow child run); where the best value of EASE's λ or
-   ALS's factors, regularisation or confidence scaling sits at the edge of the values tried, the grid
-   is widened that way (:data:`WIDEN`, up to :data:`WIDEN_ROUNDS` times); an edge still reached is a
-   warning in the summary and the run's tags.
+   setting is fitted and scored (each trial an MLflow child run); where the best value of EASE's λ,
+   item-kNN's neighbours or ALS's factors, regularisation or confidence scaling sits at the edge of the
+   values tried, the grid is widened that way, and EASE's λ and item-kNN's neighbours are refined
+   between grid values (:mod:`training.rec_tuning`); an edge still reached is a warning in the summary
+   and the run's tags.
 2. Choice: the family with the best validation NDCG@10 (``kind="recommender"``), or the family named by
-   ``kind`` (``als``, ``bpr``, ``itemknn``, ``ease``); never on the test window.
+   ``kind`` (``als``, ``bpr``, ``itemknn``, ``ease``); never on the test window. On a random holdout the
+   families within 5% of the best are compared, each with its two best settings, on the mean of three
+   disjoint folds.
 3. Test: every family's best setting and every baseline is refitted on all events before D and scored side
    by side on ``[D, D + H)`` when the folder has those events (else the summary says so).
 4. The chosen model, refitted on everything before D, is logged with what serving needs and promoted with
@@ -46,37 +49,23 @@ from training.rec_eval import (
     RecommenderReference,
     make_holdout,
     per_user_holdout,
-    ranking_metrics,
     score_model,
     score_recommender,
     side_by_side,
 )
-from training.recommenders import FAMILIES, PopularityRecommender, RecommenderModel
+from training.rec_tuning import (
+    BASELINES,
+    CANDIDATES,
+    DEFAULT_GRID,
+    EXTRA_FOLDS,
+    choose,
+    fit_model,
+    score_on_folds,
+    tune,
+)
+from training.recommenders import PopularityRecommender, RecommenderModel
 from training.recommenders.service import Recommender, category_codes
 from training.results import TrainOutcome
-
-CANDIDATES = ("als", "bpr", "itemknn", "ease")
-BASELINES = ("popularity", "popularity_segment")
-DEFAULT_GRID: dict[str, list[dict[str, Any]]] = {
-    "als": [
-        {"factors": f, "alpha": a, "regularization": r, "iterations": 15}
-        for f in (16, 64, 128)
-        for r in (1.0, 10.0)
-        for a in (1.0, 10.0)
-    ],
-    "bpr": [{"factors": 64, "learning_rate": lr, "iterations": 100} for lr in (0.01, 0.05)],
-    "itemknn": [{"neighbors": n} for n in (50, 200)],
-    "ease": [{"l2": x} for x in (100.0, 500.0, 2000.0)],
-}
-
-
-WIDEN: dict[str, dict[str, tuple[float, float, float]]] = {
-    "ease": {"l2": (4.0, 1.0, 1e6)},
-    "als": {"factors": (2.0, 4.0, 512.0), "regularization": (10.0, 1e-4, 1e4), "alpha": (4.0, 0.01, 1e4)},
-}
-"""Family -> setting -> (step factor, lowest, highest): how a grid grows past an edge its best value is at."""
-WIDEN_ROUNDS = 3
-
 
 FITTED_ON_THE_FLY = "ALS fitted on the fly (no registered model)"
 """What :func:`load_or_fit` names as the source of a recommender it had to fit."""
@@ -92,13 +81,17 @@ class RecommenderTuning:
         grid: Settings per family to try (``None``: :data:`DEFAULT_GRID`; families left out are skipped).
         validation_days: Validate on a window of this many days before the date instead of the per-user
             holdout (``None``: the per-user holdout).
-        widen: Widen a grid whose best value sits at an edge (:data:`WIDEN`).
+        widen: Widen a grid whose best value sits at an edge and refine the best value
+            (:data:`training.rec_tuning.WIDEN`, :data:`training.rec_tuning.REFINE`).
+        extra_folds: Without a time order, the further random folds the closest families are compared
+            on (:data:`training.rec_tuning.EXTRA_FOLDS`; 0: one fold).
     """
 
     weights: InteractionWeights | None = None
     grid: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
     validation_days: int | None = None
     widen: bool = True
+    extra_folds: int = EXTRA_FOLDS
 
 
 @dataclass
@@ -145,17 +138,6 @@ def user_segments(
         return np.full(len(user_ids), -1, np.int64), []
     values = users.drop_duplicates("user_id").set_index("user_id")[attribute]
     return category_codes(pd.Series(user_ids).map(values).tolist())
-
-
-def fit_model(
-    family: str, params: Mapping[str, Any], inter: Interactions, segments: np.ndarray
-) -> RecommenderModel:
-    """Fit one family (``popularity_segment`` = popularity per segment) on an interaction matrix."""
-    if family in BASELINES:
-        return PopularityRecommender(by_segment=family == "popularity_segment", **params).fit(
-            inter.matrix, segments if family == "popularity_segment" else None
-        )
-    return FAMILIES[family](**params).fit(inter.matrix)
 
 
 def build_recommender(
@@ -216,89 +198,21 @@ def load_recommender(model_uri: str) -> Recommender:
     return wrapper.recommender
 
 
-def _key(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted(params.items()))
+@dataclass
+class Validation:
+    """What tuning fits on and validates on.
 
+    Attributes:
+        fit: The interactions tuning fits on.
+        holdout: What it validates on.
+        words: That validation in words (for the summary).
+        extra_folds: Further (fit, holdout) folds the finalists are scored on (random holdouts only).
+    """
 
-def _widened(
-    family: str, best: Mapping[str, Any], tried: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """Settings one step past each edge the best setting sits on (settings tried with one value only are
-    not a range, so they have no edge)."""
-    out = []
-    for name, (factor, lowest, highest) in WIDEN.get(family, {}).items():
-        values = sorted({float(p[name]) for p in tried if name in p})
-        if len(values) < 2 or name not in best:
-            continue
-        value = float(best[name])
-        step = value * factor if value == values[-1] else value / factor if value == values[0] else None
-        if step is None or not lowest <= step <= highest:
-            continue
-        out.append({**best, name: round(step) if isinstance(best[name], int) else step})
-    return out
-
-
-def _edges(family: str, best: Mapping[str, Any], tried: Sequence[Mapping[str, Any]]) -> list[str]:
-    """A warning per setting whose best value is still the highest or lowest value tried."""
-    out = []
-    for name in WIDEN.get(family, {}):
-        values = sorted({float(p[name]) for p in tried if name in p})
-        if len(values) >= 2 and name in best and float(best[name]) in (values[0], values[-1]):
-            side = "highest" if float(best[name]) == values[-1] else "lowest"
-            out.append(
-                f"{family}: the best {name} ({best[name]:g}) is the {side} value tried "
-                f"({values[0]:g} to {values[-1]:g}); a better one may lie beyond"
-            )
-    return out
-
-
-def _tune(
-    fit_inter: Interactions,
-    holdout: Holdout,
-    grid: Mapping[str, Sequence[Mapping[str, Any]]],
-    segments: np.ndarray,
-    run_child: Any,
-    *,
-    widen: bool = True,
-) -> tuple[dict[str, tuple[dict[str, Any], float]], list[str]]:
-    """Best setting and validation NDCG@10 per family (baselines have one setting each), and the warnings
-    of settings left at a grid's edge."""
-    best: dict[str, tuple[dict[str, Any], float]] = {}
-
-    def trial(family: str, params: Mapping[str, Any]) -> None:
-        model = fit_model(family, params, fit_inter, segments)
-        metrics = ranking_metrics(score_model(model, fit_inter, holdout), holdout.relevant, K)
-        run_child(family, params, metrics)
-        if family not in best or metrics[f"ndcg_at_{K}"] > best[family][1]:
-            best[family] = (dict(params), metrics[f"ndcg_at_{K}"])
-
-    warnings: list[str] = []
-    for family in (f for f in CANDIDATES if f in grid):
-        tried = [dict(p) for p in grid[family]]
-        for params in tried:
-            trial(family, params)
-        for _ in range(WIDEN_ROUNDS if widen else 0):
-            seen = {_key(p) for p in tried}
-            new = [p for p in _widened(family, best[family][0], tried) if _key(p) not in seen]
-            if not new:
-                break
-            for params in new:
-                trial(family, params)
-            tried += new
-        warnings += _edges(family, best[family][0], tried)
-    for baseline in BASELINES:
-        trial(baseline, {})
-    return best, warnings
-
-
-def _choose(kind: str, best: Mapping[str, tuple[dict[str, Any], float]]) -> str:
-    """The family to register: the one forced by ``kind``, else the tuned one best on validation."""
-    if kind in CANDIDATES:
-        return kind
-    tuned = [f for f in CANDIDATES if f in best]
-    if not tuned:
-        raise ValueError("recommender: no candidate family in the grid")
-    return max(tuned, key=lambda f: best[f][1])
+    fit: Interactions
+    holdout: Holdout
+    words: str
+    extra_folds: list[tuple[Interactions, Holdout]]
 
 
 def _validation_split(
@@ -307,24 +221,27 @@ def _validation_split(
     weights: InteractionWeights,
     as_of: date,
     tuning: RecommenderTuning,
-) -> tuple[Interactions, Holdout, str]:
-    """What tuning fits on, what it validates on, and that validation in words (for the summary)."""
+) -> Validation:
+    """What tuning fits on and validates on; without a time order, the finalists' extra folds too."""
     if tuning.validation_days is not None:
         val_start = as_of - timedelta(days=tuning.validation_days)
         fit_inter = build_interactions(events, weights=weights, end=val_start)
         if fit_inter.matrix.nnz == 0:
             raise TrainingDataError(f"recommender: no item events before {val_start} to tune on")
         val = make_holdout(events, fit_inter, val_start, as_of, weights)
-        return fit_inter, val, f"interactions from {val_start} to the date"
-    split = per_user_holdout(events.loc[events["ts"] < pd.Timestamp(as_of)], full, weights)
+        return Validation(fit_inter, val, f"interactions from {val_start} to the date", [])
+    before = events.loc[events["ts"] < pd.Timestamp(as_of)]
+    split = per_user_holdout(before, full, weights)
     if not len(split.holdout.user_ids):
         raise TrainingDataError(f"recommender: no user with two or more items before {as_of} to validate on")
-    validation = (
-        f"each user's latest {HOLDOUT_SHARE:.0%} of items"
-        if split.temporal
-        else f"a random {HOLDOUT_SHARE:.0%} of each user's items (the data has no usable time order)"
-    )
-    return split.fit, split.holdout, validation
+    if split.temporal:
+        return Validation(split.fit, split.holdout, f"each user's latest {HOLDOUT_SHARE:.0%} of items", [])
+    extra = [per_user_holdout(before, full, weights, fold=f) for f in range(1, tuning.extra_folds + 1)]
+    words = f"a random {HOLDOUT_SHARE:.0%} of each user's items"
+    if extra:
+        words += f", the closest families compared on {len(extra) + 1} such folds"
+    words += " (the data has no usable time order)"
+    return Validation(split.fit, split.holdout, words, [(e.fit, e.holdout) for e in extra])
 
 
 @dataclass
@@ -364,13 +281,18 @@ def choose_and_fit(
     before = events.loc[events["ts"] < pd.Timestamp(as_of)]
     weights = tuning.weights or weights_for(before)
     full = build_interactions(before, weights=weights, end=as_of)
-    fit_inter, val, validation = _validation_split(before, full, weights, as_of, tuning)
-    no_segments = np.full(fit_inter.matrix.shape[0], -1, np.int64)
-    best, edges = _tune(fit_inter, val, grid, no_segments, lambda *_: None, widen=tuning.widen)
-    chosen = _choose(kind, best)
-    params = best.get(chosen, ({}, float("nan")))[0]
-    model = fit_model(chosen, params, full, np.full(full.matrix.shape[0], -1, np.int64))
-    return Chosen(chosen, params, model, full, validation, {f: v for f, (_, v) in best.items()}, edges)
+    val = _validation_split(before, full, weights, as_of, tuning)
+
+    def no_segments(inter: Interactions) -> np.ndarray:
+        return np.full(inter.matrix.shape[0], -1, np.int64)
+
+    tuned = tune(val.fit, val.holdout, grid, no_segments(val.fit), lambda *_: None, widen=tuning.widen)
+    tuned = score_on_folds(tuned, val.extra_folds, no_segments)
+    chosen = choose(kind, tuned.best)
+    params = tuned.best.get(chosen, ({}, float("nan")))[0]
+    model = fit_model(chosen, params, full, no_segments(full))
+    scores = {f: v for f, (_, v) in tuned.best.items()}
+    return Chosen(chosen, params, model, full, val.words, scores, tuned.edges)
 
 
 def _run_training(
@@ -400,19 +322,19 @@ def _run_training(
     test_end = as_of + timedelta(days=horizon)
     attr = segment_attribute(world.users)
     full = build_interactions(world.events, weights=weights, end=as_of)
-    fit_inter, val, validation = _validation_split(world.events, full, weights, as_of, tuning)
+    val = _validation_split(world.events, full, weights, as_of, tuning)
     has_test = bool((world.events["ts"] >= pd.Timestamp(as_of)).any())
     test = make_holdout(world.events, full, as_of, test_end, weights) if has_test else None
     if test is not None and not len(test.user_ids):
         test = None
-    holdout = test if test is not None else val
+    holdout = test if test is not None else val.holdout
     use_experiment(tracking_uri, "recommender", data_dir / "mlartifacts")
     with mlflow.start_run(run_name=f"recommender as of {as_of}") as parent:
         mlflow.log_params(
             {
                 "as_of": str(as_of),
                 "horizon": horizon,
-                "validation": validation,
+                "validation": val.words,
                 "kind": kind,
                 "segment_attribute": attr,
                 **{f"weight_{k}": v for k, v in weights.to_dict().items()},
@@ -424,12 +346,16 @@ def _run_training(
                 mlflow.log_params({"family": family, **params})
                 mlflow.log_metrics({f"val_{k}": float(v) for k, v in metrics.items()})
 
-        fit_segments = user_segments(world.users, fit_inter.user_ids, attr)[0]
-        best, edge_warnings = _tune(fit_inter, val, grid, fit_segments, child, widen=tuning.widen)
+        def segments_of(inter: Interactions) -> np.ndarray:
+            return user_segments(world.users, inter.user_ids, attr)[0]
+
+        found = tune(val.fit, val.holdout, grid, segments_of(val.fit), child, widen=tuning.widen)
+        found = score_on_folds(found, val.extra_folds, segments_of)
+        best, edge_warnings = found.best, found.edges
         if edge_warnings:
             mlflow.set_tag("grid_edge_warnings", "; ".join(edge_warnings)[:5000])
         tuned = [f for f in CANDIDATES if f in best]
-        chosen = _choose(kind, best)
+        chosen = choose(kind, best)
         best.setdefault(chosen, ({}, float("nan")))  # a forced family the grid left out: its defaults
         segments = user_segments(world.users, full.user_ids, attr)[0]
         models = {f: fit_model(f, best[f][0], full, segments) for f in [*tuned, *BASELINES]}
@@ -487,8 +413,8 @@ def _run_training(
         "items": int(full.matrix.shape[1]),
         "interactions": int(full.matrix.nnz),
         "interaction_strength": weights.strength,
-        "validation": validation,
-        "validation_users": len(val.user_ids),
+        "validation": val.words,
+        "validation_users": len(val.holdout.user_ids),
         "chosen": chosen,
         "chosen_params": dict(best[chosen][0]),
         f"validation_ndcg_at_{K}": best[chosen][1],

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -126,6 +127,28 @@ def test_without_a_time_order_a_random_share_is_held_out() -> None:
     inter = build_interactions(events, weights=weights)
     others = [per_user_holdout(events, inter, weights, seed=s).holdout.relevant for s in range(1, 6)]
     assert any((o != split.holdout.relevant).nnz for o in others)
+
+
+def test_random_folds_hold_out_disjoint_items_of_the_same_number() -> None:
+    events = _log(times=False)
+    weights = InteractionWeights()
+    inter = build_interactions(events, weights=weights)
+    folds = [per_user_holdout(events, inter, weights, fold=f).holdout for f in range(5)]
+    held = [
+        {(str(h.user_ids[r]), int(j)) for r in range(len(h.user_ids)) for j in h.relevant[r].indices}
+        for h in folds
+    ]
+    # "ten" holds out 2 items per fold and "five" 1: five folds cover each of their items exactly once
+    assert all(
+        sum(u == "ten" for u, _ in fold) == 2 and sum(u == "five" for u, _ in fold) == 1 for fold in held
+    )
+    everything = [cell for fold in held for cell in fold]
+    assert len(everything) == len(set(everything)) == 15
+    for h in folds:  # what a fold fits on never contains what it holds out
+        assert h.had.multiply(h.relevant).nnz == 0
+    with pytest.raises(ValueError, match="one fold"):
+        dated = _log(times=True)
+        per_user_holdout(dated, build_interactions(dated, weights=weights), weights, fold=1)
 
 
 def test_time_order_needs_distinct_times_for_most_users() -> None:
