@@ -6,12 +6,16 @@ it then scores the population as of ``target`` and the labels come from the simu
 the latent state (:func:`simulator.truth.true_churn_probability`), so the ratio of the two ROC-AUCs says how
 much of the knowable signal the model recovers.
 
+Offers: :func:`offer_policy_values` judges a policy's choices on campaign units by the simulator's true
+uplifts (``truth/uplift.parquet``), beside the oracle policy that knows them.
+
 Recommender: :func:`recommender_reference` reads a simulated folder's true preferences into the hook
 :func:`training.recommend.train_and_register` takes, so training itself never reads ``truth/``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -112,3 +116,48 @@ def _oracle(data_dir: str | Path, test: pd.DataFrame, target: date, horizon: int
     if np.isnan(oracle).any():
         raise ValueError("the oracle lacks some users of the test population")
     return oracle if kind == "churn" else 1.0 - oracle
+
+
+def offer_policy_values(
+    data_dir: str | Path,
+    units: pd.DataFrame,
+    offer_ids: Sequence[str],
+    costs: Sequence[float] | np.ndarray,
+) -> pd.Series:
+    """True value of offer policies on campaign units, from the simulator's true uplifts.
+
+    A unit given offer ``k`` is worth ``true_uplift_k x value - cost_k`` (the incremental value after cost the
+    policy itself maximizes), a unit given nothing 0. The oracle gives each unit its best offer when that is
+    positive, knowing the true uplifts.
+
+    Args:
+        data_dir: A simulated data folder with ``truth/uplift.parquet``.
+        units: ``user_id``, ``value`` (value of one unit of outcome, as the policy used it) and ``choice``
+            (0 = no offer, ``k`` = ``offer_ids[k - 1]``), e.g. ``OfferFit.holdout``.
+        offer_ids: The offers in arm order.
+        costs: Their costs, in the same order.
+
+    Returns:
+        Summed true value of ``model policy``, ``oracle``, ``no offer`` and ``everyone gets <offer>`` for
+        every offer.
+
+    Raises:
+        ValueError: A unit has no true uplift (not in the simulated campaign).
+    """
+    truth = pd.read_parquet(Path(data_dir) / "truth" / "uplift.parquet")
+    table = truth.pivot(index="user_id", columns="offer_id", values="true_uplift")
+    missing = ~units["user_id"].astype(str).isin(table.index)
+    if missing.any():
+        raise ValueError(f"{int(missing.sum())} unit(s) have no true uplift (not in the simulated campaign)")
+    true = table.loc[units["user_id"].astype(str), list(offer_ids)].to_numpy(dtype=float)
+    gain = true * units["value"].to_numpy(dtype=float)[:, None] - np.asarray(costs, dtype=float)[None, :]
+    choice = units["choice"].to_numpy(dtype=int)
+    rows = np.arange(len(choice))
+    values = {
+        "model policy": float(np.where(choice > 0, gain[rows, np.maximum(choice - 1, 0)], 0.0).sum()),
+        "oracle": float(gain.max(axis=1, initial=0.0).sum()),
+        "no offer": 0.0,
+    }
+    for k, offer in enumerate(offer_ids):
+        values[f"everyone gets {offer}"] = float(gain[:, k].sum())
+    return pd.Series(values, name="true value")

@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from simulator.oracle import recommender_reference
+from simulator.oracle import offer_policy_values, recommender_reference
 from simulator.simulate import WorldConfig, simulate
 from training.recommend import RecommenderTuning, train_and_register
 from training.registry import default_tracking_uri
@@ -83,3 +83,25 @@ def test_oracle_rows_come_only_with_a_reference_and_change_no_model_figure(
     pd.testing.assert_frame_equal(plain.metrics, same_cells)
     assert {k: v for k, v in truthful_logged.items() if k in plain_logged} == plain_logged
     assert plain.facts == truthful.facts
+
+
+def test_offer_policy_values_by_hand(tmp_path: Path) -> None:
+    (tmp_path / "truth").mkdir()
+    pd.DataFrame(
+        {
+            "user_id": ["a", "a", "b", "b", "c", "c"],
+            "offer_id": ["x", "y"] * 3,
+            "tau": 0.0,
+            "true_uplift": [0.10, 0.02, -0.05, 0.30, 0.0, 0.01],
+        }
+    ).to_parquet(tmp_path / "truth" / "uplift.parquet")
+    units = pd.DataFrame({"user_id": ["a", "b", "c"], "value": [50.0, 20.0, 100.0], "choice": [1, 1, 0]})
+    got = offer_policy_values(tmp_path, units, ["x", "y"], [2.0, 1.0])
+    # gains x: 3, -3, -2; y: 0, 5, 0 (after costs 2 and 1)
+    assert got["model policy"] == pytest.approx(3 - 3)
+    assert got["oracle"] == pytest.approx(3 + 5 + 0)
+    assert got["no offer"] == 0.0
+    assert got["everyone gets x"] == pytest.approx(3 - 3 - 2)
+    assert got["everyone gets y"] == pytest.approx(0 + 5 + 0)
+    with pytest.raises(ValueError, match="no true uplift"):
+        offer_policy_values(tmp_path, units.assign(user_id=["a", "b", "z"]), ["x", "y"], [2.0, 1.0])
