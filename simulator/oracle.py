@@ -149,7 +149,9 @@ def offer_policy_values(
     missing = ~units["user_id"].astype(str).isin(table.index)
     if missing.any():
         raise ValueError(f"{int(missing.sum())} unit(s) have no true uplift (not in the simulated campaign)")
-    true = table.loc[units["user_id"].astype(str), list(offer_ids)].to_numpy(dtype=float)
+    true = table.reindex(index=units["user_id"].astype(str).to_numpy(), columns=list(offer_ids)).to_numpy(
+        dtype=float
+    )
     gain = true * units["value"].to_numpy(dtype=float)[:, None] - np.asarray(costs, dtype=float)[None, :]
     choice = units["choice"].to_numpy(dtype=int)
     rows = np.arange(len(choice))
