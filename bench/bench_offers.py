@@ -5,7 +5,10 @@ World: a simulated world whose campaign exposes about 100,000 users (200,000 use
 campaign on day 66, a 30-day activity window). Measured, each in a fresh process with its peak memory:
 
 * ``train offers``: campaign units (features as of each exposure day, outcomes), value at stake, the
-  three uplift learners, calibration, margin, evaluation, MLflow run and registration;
+  three uplift learners, calibration, margin, evaluation, MLflow run and registration; then the true
+  value on the held-out units (``simulator.oracle.offer_policy_values``: the simulator's true uplifts over
+  the same 30 days, times the value per unit the policy used, minus cost) of the model's policy, the
+  oracle policy, "no offer" and every "everyone gets X";
 * choosing for 1,000,000 users (the as-of snapshot's rows repeated under new ids) with
   ``OfferModel.choose`` (uplifts, rules, policy, reasons), beside ``RiskModel.predict_proba`` of a churn
   model (the product's defaults, early stopped) on the same frame; and one user's choice (the HTTP path).
@@ -27,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SIMULATE = """
 import sys; sys.path.insert(0, {root!r})
 from simulator.simulate import WorldConfig, simulate
-print(simulate(WorldConfig(n_users={users}, days={days}, seed=11), {world!r})["exposures"])
+print(simulate(WorldConfig(n_users={users}, days={days}, seed=11, uplift_horizon=30), {world!r})["exposures"])
 """
 
 TRAIN = """
@@ -36,11 +39,17 @@ import os; os.environ["MLFLOW_LOGGING_LEVEL"] = "ERROR"
 from datetime import date
 from training.offers.run import OfferOptions, train_offers
 from training.registry import default_tracking_uri
+from simulator.oracle import offer_policy_values
 outcome, fit = train_offers(data_dir={world!r}, as_of=date.fromisoformat({as_of!r}),
                             tracking_uri=default_tracking_uri({world!r}), options=OfferOptions(horizon=30))
 table = fit.policies.round(4)
+cat = fit.model.catalogue
+true = offer_policy_values({world!r}, fit.holdout, cat.offer_ids, cat.costs)
+share = round(true["model policy"] / true["oracle"], 3)
 print(json.dumps({{"units": int(outcome.facts["units"]), "learner": outcome.facts["learner"],
-                  "margin": outcome.facts["margin"], "policies": table.reset_index().to_dict("records")}}))
+                  "margin": outcome.facts["margin"], "policies": table.reset_index().to_dict("records"),
+                  "true_values": {{"holdout_units": len(fit.holdout), **true.round(1).to_dict(),
+                                  "policy_share_of_oracle": share}}}}))
 """
 
 CHOOSE = """
