@@ -4,6 +4,11 @@ Everything is made once per worker in :func:`serving.app.create_app` and kept on
 functions only hand it out (and check the caller's key and role). They are coroutines: none waits on
 anything for long (a key is looked up in the store at most once a second), and a plain function would
 cost each request one trip through the thread pool per dependency.
+
+Each dependency a route declares costs every request a resolution (about as much as the look-up
+endpoints' own work), so the hot routes keep to few and flat ones: the role check reads the key store
+from the request itself, and what only some requests need (the exposure log of a recommender rollout) is
+taken with the plain ``*_of(request)`` functions instead.
 """
 
 from __future__ import annotations
@@ -55,28 +60,24 @@ async def get_experiment_store(request: Request) -> ExperimentStore:
     return store
 
 
-async def get_designs(request: Request) -> RunningDesigns:
+def designs_of(request: Request) -> RunningDesigns:
     """Running experiments' designs, re-read from the store at most once a second."""
     designs: RunningDesigns = request.app.state.designs
     return designs
 
 
-async def get_exposure_log(request: Request) -> ExposureSink:
+def exposures_of(request: Request) -> ExposureSink:
     """The durable exposure log."""
     log: ExposureSink = request.app.state.exposures
     return log
 
 
-async def get_keys(request: Request) -> KeyStore:
-    """The API keys."""
-    keys: KeyStore = request.app.state.keys
-    return keys
+async def get_exposure_log(request: Request) -> ExposureSink:
+    """The durable exposure log."""
+    return exposures_of(request)
 
 
-async def get_caller(
-    keys: Annotated[KeyStore, Depends(get_keys)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
+def caller_of(keys: KeyStore, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     """Who is calling, from ``Authorization: Bearer KEY``.
 
     Raises:
@@ -92,14 +93,17 @@ async def get_caller(
     return principal
 
 
-def allow(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+def allow(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency that lets through callers with one of ``roles`` (``admin`` always).
 
     Raises:
-        HTTPException: 403 for any other role.
+        HTTPException: 401 without a valid key (:func:`caller_of`); 403 for any other role.
     """
 
-    async def check(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+    async def check(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> Principal:
+        caller = caller_of(request.app.state.keys, credentials)
         if caller.role != "admin" and caller.role not in roles:
             wanted = " or ".join(("admin", *roles))
             raise HTTPException(
@@ -116,7 +120,6 @@ ModelsDep = Annotated[Loaded, Depends(get_models)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 ExperimentStoreDep = Annotated[ExperimentStore, Depends(get_experiment_store)]
 ExposureLogDep = Annotated[ExposureSink, Depends(get_exposure_log)]
-DesignsDep = Annotated[RunningDesigns, Depends(get_designs)]
 AppCaller = Annotated[Principal, Depends(allow("app"))]
 OperatorCaller = Annotated[Principal, Depends(allow("operator"))]
 AnalystCaller = Annotated[Principal, Depends(allow("analyst"))]

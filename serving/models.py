@@ -301,7 +301,7 @@ def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None
     online: OnlineStore = (
         RedisStore.from_url(settings.redis_url) if settings.redis_url else default_store(data)
     )
-    churn, churn_info, churn_problems = load_churn_scores(uri, data, online)
+    churn, churn_info, churn_problems, features = load_churn_scores(uri, data, online)
     rollout, rollout_problems = (
         load_rollout(
             uri,
@@ -312,7 +312,7 @@ def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None
         else (None, [])
     )
     problems += rollout_problems
-    offers, offers_info, offer_problems = load_offer_choices(uri, data, online, churn)
+    offers, offers_info, offer_problems = load_offer_choices(uri, data, features, churn)
     problems += offer_problems
     loaded = Loaded(
         recommender=recommender,
@@ -331,11 +331,12 @@ def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None
 
 
 def load_offer_choices(
-    tracking_uri: str, data: Path, online: OnlineStore, churn: RiskScores | None
+    tracking_uri: str, data: Path, features: pd.DataFrame | None, churn: RiskScores | None
 ) -> tuple[OfferChoices | None, ModelInfo, list[str]]:
     """Choose with the offers champion for the churn scores' population, as the win-back list does:
-    their online features with their value at stake over the offers' value horizon, the data folder's
-    past exposures for cooldowns and caps, validity as of the features' date.
+    their online features (``features``, as read to score churn) with their value at stake over the
+    offers' value horizon, the data folder's past exposures for cooldowns and caps, validity as of the
+    features' date.
 
     Returns:
         The choices (``None`` without an offers model or churn scores), the model's version, and what
@@ -352,13 +353,13 @@ def load_offer_choices(
     if model is None:
         return None, ModelInfo("offers", None), []
     info = ModelInfo("offers", model.version)
-    if churn is None:
+    if churn is None or features is None:
         return None, info, []  # the churn problem is listed already; offers need its population
     started = time.perf_counter()
     try:
-        features = online.get(list(churn.users))
-        features["user_id"] = features["user_id"].astype(str)
-        chosen = choose_in_folder(model, data, churn.as_of, features)
+        population = features.assign(user_id=features["user_id"].astype(str))
+        population = population.loc[population["user_id"].isin(set(churn.users))]
+        chosen = choose_in_folder(model, data, churn.as_of, population.reset_index(drop=True))
     except (FeaturesError, TrainingError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return None, info, [f"next-best offers cannot be chosen: {message}"]
@@ -380,7 +381,7 @@ def load_offer_choices(
 
 def load_churn_scores(
     tracking_uri: str, data: Path, online: OnlineStore
-) -> tuple[RiskScores | None, ModelInfo, list[str]]:
+) -> tuple[RiskScores | None, ModelInfo, list[str], pd.DataFrame | None]:
     """Score the online snapshot's population with the churn champion, as ``userops score churn`` does.
 
     The population (users active in the champion's look-back before the snapshot's as-of date) is read
@@ -388,7 +389,8 @@ def load_churn_scores(
     folder's events before that date.
 
     Returns:
-        The scores (``None`` when they cannot be made), the champion's version, and what is missing.
+        The scores (``None`` when they cannot be made), the champion's version, what is missing, and the
+        online features read (a superset of the population; ``None`` when none were read).
     """
     import mlflow
 
@@ -400,15 +402,16 @@ def load_churn_scores(
         champion = load_registered_risk(tracking_uri, "churn")
     except ModelNotFoundError:
         missing = "no churn champion is registered: run `userops train churn` or `userops pipeline`"
-        return None, ModelInfo("churn", None), [missing]
+        return None, ModelInfo("churn", None), [missing], None
     except mlflow.exceptions.MlflowException as error:
-        return None, ModelInfo("churn", None), [f"the churn champion cannot be read: {error.message}"]
+        message = f"the churn champion cannot be read: {error.message}"
+        return None, ModelInfo("churn", None), [message], None
     info = ModelInfo("churn", champion.version, champion.alias)
     started = time.perf_counter()
     try:
         stamp = online.as_of()
         if stamp is None:
-            return None, info, ["no online features to score churn on: run `userops features`"]
+            return None, info, ["no online features to score churn on: run `userops features`"], None
         as_of = stamp.date()
         lookback = champion.lookback or DEFAULT_LOOKBACK
         horizon = champion.horizon or DEFAULT_HORIZON
@@ -420,7 +423,7 @@ def load_churn_scores(
         scores = score_population(champion.model, features, events, as_of, lookback=lookback, horizon=horizon)
     except (FeaturesError, TrainingError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return None, info, [f"churn risk cannot be scored: {message}"]
+        return None, info, [f"churn risk cannot be scored: {message}"], None
     risk = RiskScores.from_scores(scores, as_of=as_of, lookback=lookback, horizon=horizon)
     log.info(
         "churn version %s: scored %d users as of %s in %.1fs",
@@ -429,7 +432,7 @@ def load_churn_scores(
         as_of,
         time.perf_counter() - started,
     )
-    return risk, info, []
+    return risk, info, [], features
 
 
 def _settled(loaded: Loaded) -> Loaded:

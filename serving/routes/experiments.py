@@ -23,9 +23,10 @@ from serving.deps import (
     AnalystCaller,
     AppCaller,
     DataDirDep,
-    DesignsDep,
     ExperimentStoreDep,
     ExposureLogDep,
+    designs_of,
+    exposures_of,
 )
 from serving.params import ID_PATTERN, KeyPath, UnitIdQuery
 
@@ -195,8 +196,6 @@ async def assignment(
     key: KeyPath,
     unit_id: UnitIdQuery,
     request: Request,
-    designs: DesignsDep,
-    log: ExposureLogDep,
     _: AppCaller,
 ) -> Assignment:
     # a coroutine: the design is in memory, and the exposure's commit is awaited, not held by a thread
@@ -204,7 +203,11 @@ async def assignment(
     repeated = [name for name in params if len(params.getlist(name)) > 1]
     attributes = _query_attributes(params, repeated)
     variant, reason = await assign_unit_async(
-        designs=designs, experiment=key, unit_id=unit_id, attributes=attributes, log=log
+        designs=designs_of(request),
+        experiment=key,
+        unit_id=unit_id,
+        attributes=attributes,
+        log=exposures_of(request),
     )
     return Assignment(experiment=key, unit_id=unit_id, variant=variant, reason=reason)
 

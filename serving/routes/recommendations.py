@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from experiments.errors import StoreError
 from experiments.service import assign_unit_async
-from serving.deps import AppCaller, DesignsDep, ExposureLogDep, ModelsDep
+from serving.deps import AppCaller, ModelsDep, designs_of, exposures_of
 from serving.errors import NotReadyError
 from serving.models import Loaded, ModelInfo
 from serving.params import ID_PATTERN, ItemIdPath, KQuery, UserIdPath
@@ -61,7 +61,7 @@ def _recommender(loaded: Loaded) -> Recommender:
 
 
 async def _routed(
-    loaded: Loaded, user_id: str, designs: DesignsDep, log: ExposureLogDep
+    loaded: Loaded, user_id: str, request: Request
 ) -> tuple[Recommender, ModelInfo, str | None]:
     """The model that answers this user: a rollout variant's when a rollout enrols them (exposure
     committed first, awaited), else the champion."""
@@ -69,7 +69,10 @@ async def _routed(
     if rollout is not None:
         try:
             variant, _ = await assign_unit_async(
-                designs=designs, experiment=rollout.experiment, unit_id=user_id, log=log
+                designs=designs_of(request),
+                experiment=rollout.experiment,
+                unit_id=user_id,
+                log=exposures_of(request),
             )
         except StoreError:  # stopped or deleted since the models were loaded: the champion answers
             variant = None
@@ -82,9 +85,8 @@ async def _routed(
 @router.get("/users/{user_id}/recommendations", summary="Top-k items for one user, filters applied.")
 async def recommendations(
     user_id: UserIdPath,
+    request: Request,
     loaded: ModelsDep,
-    designs: DesignsDep,
-    log: ExposureLogDep,
     _: AppCaller,
     k: KQuery = 10,
     category: Annotated[
@@ -96,7 +98,7 @@ async def recommendations(
     # a coroutine: scoring one user takes well under a millisecond; only a rollout's commit waits
     if loaded.live is not None:  # events other workers stored since the last look
         loaded.live.catch_up()
-    model, info, variant = await _routed(loaded, user_id, designs, log)
+    model, info, variant = await _routed(loaded, user_id, request)
     rec = model.recommend(
         user_id, k, exclude_bought=exclude_purchased, include_categories=[category] if category else None
     )

@@ -108,6 +108,7 @@ def test_a_non_finite_amount_is_refused_by_row(api: Served) -> None:
 def test_the_file_is_on_disk_and_fsynced_before_the_answer(
     api: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _post(api, [{**GOOD, "user_id": "first"}])  # the folder exists: a new one would fsync its parent too
     synced: list[str] = []
     real_fsync = os.fsync
 

@@ -14,6 +14,7 @@ from simulator.simulate import WorldConfig, simulate
 from training.interactions import InteractionWeights, build_interactions
 from training.recommend import build_recommender, fit_model, load_world, segment_attribute, user_segments
 from training.recommenders import FAMILIES
+from training.recommenders.base import top_k
 from training.recommenders.service import Recommender
 
 AS_OF = date(2025, 4, 1)
@@ -129,8 +130,9 @@ def test_new_events_change_that_users_recommendations(
     assert frame.loc[frame["user_id"] == "newcomer", "item_id"].tolist() == fresh.item_ids
 
 
-def test_batch_equals_single_user_calls(recommenders: dict[str, Recommender]) -> None:
-    rec = recommenders["als"]
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_batch_equals_single_user_calls(recommenders: dict[str, Recommender], family: str) -> None:
+    rec = recommenders[family]
     users = [f"u{j:06d}" for j in range(0, 800, 37)] + ["ghost"]
     frame = rec.recommend_frame(users, 10)
     for u in users:
@@ -146,3 +148,23 @@ def test_save_load_round_trip(recommenders: dict[str, Recommender], family: str,
     some = rec.item_ids[0]
     assert loaded.similar_items(some, 5).item_ids == rec.similar_items(some, 5).item_ids
     assert some not in rec.similar_items(some, 5).item_ids
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    scores=st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, -np.inf]), min_size=1, max_size=60),
+    k=st.integers(1, 70),
+)
+def test_one_users_listing_is_the_batch_top_k(
+    recommenders: dict[str, Recommender], scores: list[float], k: int
+) -> None:
+    """The single-user shortcut picks what the batch top-k picks, in its order, ties and filtered items
+    included (few distinct values: ties everywhere)."""
+    rec = recommenders["popularity"]
+    row = np.full(len(rec.item_ids), -np.inf, np.float32)
+    row[: len(scores)] = scores
+    listing = rec._listing(row.copy(), k, "model")
+    idx, val = top_k(row, k)
+    keep = np.isfinite(val)
+    assert listing.item_ids == rec.item_ids[idx[keep]].tolist()
+    assert listing.scores == val[keep].astype(float).tolist()
