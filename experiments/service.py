@@ -94,26 +94,45 @@ class RunningDesigns:
         self.store = store
         self.seconds = seconds
         self._read: dict[str, tuple[Design, Holdout, float]] = {}
+        self._refused: dict[str, tuple[type[StoreError], str, float]] = {}
 
     def get(self, experiment: str) -> tuple[Design, Holdout]:
         """The running experiment's design and the holdout.
 
         Raises:
-            StoreError: If the experiment is unknown or not running.
+            StoreError: If the experiment is unknown or not running (also remembered for ``seconds``: a
+                server may ask every request whether an optional experiment runs).
         """
         now = time.monotonic()
         read = self._read.get(experiment)
         if read is not None and now - read[2] < self.seconds:
             return read[0], read[1]
-        definition = self.store.get(experiment)
-        if definition.status != RUNNING:
+        refused = self._refused.get(experiment)
+        if refused is not None and now - refused[2] < self.seconds:
+            raise refused[0](refused[1])  # a new error each time: one raised again keeps every traceback
+        try:
+            definition = self.store.get(experiment)
+            if definition.status != RUNNING:
+                raise StoreError(
+                    f"experiment {experiment!r} is {definition.status}, not running "
+                    "(preview shows the design)"
+                )
+        except StoreError as error:
             self._read.pop(experiment, None)
-            raise StoreError(
-                f"experiment {experiment!r} is {definition.status}, not running (preview shows the design)"
-            )
+            self._refused[experiment] = (type(error), str(error), now)
+            raise
+        self._refused.pop(experiment, None)
         design, holdout = definition.design(), self.store.holdout()
         self._read[experiment] = (design, holdout, now)
         return design, holdout
+
+    def running(self, experiment: str) -> bool:
+        """Whether ``experiment`` runs (as of the last read, at most ``seconds`` ago)."""
+        try:
+            self.get(experiment)
+        except StoreError:
+            return False
+        return True
 
 
 def assign_unit(

@@ -163,6 +163,8 @@ class OfferChoices:
     offer_id: np.ndarray
     expected_value: np.ndarray
     reason: np.ndarray
+    offer_ids: tuple[str, ...] = ()
+    allowed: np.ndarray | None = None
 
     def get(self, user_id: str) -> UserOffer | None:
         """The user's choice, or ``None`` for a user outside the population."""
@@ -171,6 +173,21 @@ class OfferChoices:
             return None
         offer = str(self.offer_id[i])
         return UserOffer(offer or None, float(self.expected_value[i]), str(self.reason[i]))
+
+    def explored(self, user_id: str, variant: str) -> UserOffer:
+        """What a user the exploration experiment enrolled in ``variant`` gets (as ``offers choose``
+        gives it): the variant's offer when the catalogue's rules allow it now, else none."""
+        from training.offers.explore import explored
+
+        i = _position(self.users, user_id)
+        fine = (
+            variant in self.offer_ids
+            and i is not None
+            and self.allowed is not None
+            and bool(self.allowed[i, self.offer_ids.index(variant)])
+        )
+        offer, reason = explored(variant, fine)
+        return UserOffer(offer or None, 0.0, reason)
 
 
 @dataclass(frozen=True)
@@ -344,7 +361,7 @@ def load_offer_choices(
     """
     import mlflow
 
-    from training.offers.run import choose_in_folder, load_offer_model
+    from training.offers.run import folder_inputs, load_offer_model
 
     try:
         model = load_offer_model(tracking_uri)
@@ -359,7 +376,9 @@ def load_offer_choices(
     try:
         population = features.assign(user_id=features["user_id"].astype(str))
         population = population.loc[population["user_id"].isin(set(churn.users))]
-        chosen = choose_in_folder(model, data, churn.as_of, population.reset_index(drop=True))
+        frame, history = folder_inputs(model, data, churn.as_of, population.reset_index(drop=True))
+        chosen = model.choose(frame, as_of=churn.as_of, history=history)
+        allowed = model.allowed(frame, as_of=churn.as_of, history=history)
     except (FeaturesError, TrainingError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return None, info, [f"next-best offers cannot be chosen: {message}"]
@@ -369,6 +388,8 @@ def load_offer_choices(
         offer_id=chosen["offer_id"].astype(str).to_numpy(dtype=object),
         expected_value=chosen["expected_value"].to_numpy(dtype=float),
         reason=chosen["reason"].astype(str).to_numpy(dtype=object),
+        offer_ids=tuple(model.offer_ids),
+        allowed=allowed,
     )
     log.info(
         "offers version %s: chose for %d users in %.1fs",

@@ -15,8 +15,6 @@ from userops.options import AllowGapOpt, AsOfOpt, DataOpt, OutOpt, open_data, re
 
 offers_app = typer.Typer(help="Next-best offers from the registered offers model.", no_args_is_help=True)
 
-EXPLORE_EXPERIMENT = "next_best_offer_explore"
-"""The experiment that randomizes the exploration share: variants ``control`` plus every offer id."""
 VALUE_HORIZON = 90
 
 
@@ -79,6 +77,7 @@ def _explore(
     from experiments.exposures import ExposureLog
     from experiments.service import assign_units
     from experiments.store import ExperimentStore
+    from training.offers.explore import EXPLORE_EXPERIMENT, explored
 
     store = ExperimentStore(Settings().experiments_url_for(data))
     variants = ("control", *offer_ids)
@@ -110,15 +109,10 @@ def _explore(
     )
     variant = assigned["variant"].to_numpy()
     enrolled = variant != ""
-    ok = [v == "control" or bool(allowed[v].iloc[i]) for i, v in enumerate(variant) if v != ""]
-    given = [v if v != "control" and fine else "" for v, fine in zip(variant[enrolled], ok, strict=True)]
-    table.loc[enrolled, "offer_id"] = given
+    answers = [explored(v, v == "control" or bool(allowed[v].iloc[i])) for i, v in enumerate(variant) if v]
+    table.loc[enrolled, "offer_id"] = [offer for offer, _ in answers]
     table.loc[enrolled, "expected_value"] = 0.0
-    table.loc[enrolled, "reason"] = [
-        f"exploration: randomized by experiment {EXPLORE_EXPERIMENT} ({v.replace('_', ' ')})"
-        + ("" if fine else ", not allowed now (validity, eligibility, cooldown or cap)")
-        for v, fine in zip(variant[enrolled], ok, strict=True)
-    ]
+    table.loc[enrolled, "reason"] = [reason for _, reason in answers]
     return int(enrolled.sum())
 
 
@@ -168,11 +162,9 @@ def choose(
             table = model.choose(frame, as_of=as_of, history=history, budget=budget)
         explored = 0
         if explore > 0:
-            from training.offers.policy import eligibility
-
-            valued = frame.assign(value_at_stake=model.values(frame))
-            mask = eligibility(model.catalogue, valued, as_of=as_of, history=history)
-            allowed = pd.DataFrame(mask, columns=model.offer_ids)
+            allowed = pd.DataFrame(
+                model.allowed(frame, as_of=as_of, history=history), columns=model.offer_ids
+            )
             explored = _explore(data, as_of, table, model.offer_ids, allowed, explore)
         path = write_table(table, out)
         offered = table["offer_id"] != ""

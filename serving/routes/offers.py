@@ -2,20 +2,24 @@
 
 The offers champion chooses for the churn scores' population when the models are loaded (at start and
 on each reload), as ``userops offers choose`` does: uplift x the user's value at stake - the offer's
-cost, with the catalogue's eligibility, validity, caps and cooldowns applied. A request is a look-up.
+cost, with the catalogue's eligibility, validity, caps and cooldowns applied. A request is a look-up,
+except for a user the running exploration experiment enrols (randomized, exposure logged first).
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.deps import AppCaller, ModelsDep
+from experiments.errors import StoreError
+from experiments.service import assign_unit_async
+from serving.deps import AppCaller, ModelsDep, designs_of, exposures_of
 from serving.errors import NotFoundError, NotReadyError
 from serving.params import UserIdPath
 from serving.routes.recommendations import ModelRef
+from training.offers.explore import EXPLORE_EXPERIMENT
 
 router = APIRouter(prefix="/v1", tags=["offers"])
 
@@ -56,8 +60,13 @@ class NextBestOffer(BaseModel):
         503: {"description": "No offers model (or no churn scores) is loaded."},
     },
 )
-async def next_best_offer(user_id: UserIdPath, loaded: ModelsDep, _: AppCaller) -> NextBestOffer:
-    # a coroutine: the answer is a look-up in memory, made at load
+async def next_best_offer(
+    user_id: UserIdPath, request: Request, loaded: ModelsDep, _: AppCaller
+) -> NextBestOffer:
+    """When the exploration experiment (``next_best_offer_explore``, started by ``userops offers
+    choose --explore``) runs, the users it enrols are randomized as in batch: their exposure is logged
+    before the answer, which is the variant's offer (or none for ``control``) with the reason."""
+    # a coroutine: the answer is a look-up in memory, made at load (an exploration exposure is awaited)
     choices = loaded.offers
     if choices is None:
         if loaded.offers_info.version is None:
@@ -69,6 +78,16 @@ async def next_best_offer(user_id: UserIdPath, loaded: ModelsDep, _: AppCaller) 
             f"unknown user {user_id!r}: not among the users active in the churn model's look-back "
             f"as of {choices.as_of}"
         )
+    designs = designs_of(request)
+    if designs.running(EXPLORE_EXPERIMENT):
+        try:
+            variant, _ = await assign_unit_async(
+                designs=designs, experiment=EXPLORE_EXPERIMENT, unit_id=user_id, log=exposures_of(request)
+            )
+        except StoreError:  # stopped since it was read: the model's choice stands
+            variant = None
+        if variant is not None:
+            found = choices.explored(user_id, variant)
     info = loaded.offers_info
     return NextBestOffer(
         user_id=user_id,

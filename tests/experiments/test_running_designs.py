@@ -10,7 +10,7 @@ import pytest
 
 from experiments.assignment import assign
 from experiments.definitions import Experiment
-from experiments.errors import StoreError
+from experiments.errors import StoreError, UnknownExperimentError
 from experiments.exposures import ExposureLog, GroupCommit
 from experiments.service import RunningDesigns, assign_unit, assign_unit_async
 from experiments.store import ExperimentStore
@@ -19,10 +19,10 @@ from experiments.store import ExperimentStore
 def test_a_design_is_read_once_a_second_and_a_stop_arrives_within_it(tmp_path: Path) -> None:
     store = ExperimentStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
     store.create(Experiment(key="banner", variants=("control", "treatment"), weights=(30, 70)))
-    designs = RunningDesigns(store, seconds=60)  # long enough that a slow machine still reads once
     with pytest.raises(StoreError, match="draft, not running"):
-        designs.get("banner")
+        RunningDesigns(store).get("banner")
     store.start("banner")
+    designs = RunningDesigns(store, seconds=60)  # long enough that a slow machine still reads once
     store.set_holdout(fraction=0.1)
     design, holdout = store.get("banner").design(), store.holdout()
     reads = 0
@@ -79,3 +79,31 @@ def test_async_assignment_returns_after_its_exposure_is_committed(tmp_path: Path
     assert dict(zip(logged["unit_id"], logged["variant"], strict=True)) == enrolled
     if isinstance(log, GroupCommit):
         log.close()
+
+
+def test_a_refusal_is_remembered_too_and_a_start_arrives_within_the_window(tmp_path: Path) -> None:
+    """A server asks every request whether an optional experiment runs: unknown or draft, the store is
+    read once per window, each ask gets a fresh error, and a start is seen once the window has passed."""
+    store = ExperimentStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    reads = 0
+    plain_get = store.get
+
+    def counted(key: str) -> Experiment:
+        nonlocal reads
+        reads += 1
+        return plain_get(key)
+
+    store.get = counted  # type: ignore[method-assign]
+    designs = RunningDesigns(store, seconds=2)
+    errors = []
+    for _ in range(50):
+        with pytest.raises(UnknownExperimentError, match="explore") as caught:
+            designs.get("explore")
+        errors.append(caught.value)
+    assert reads == 1 and len({id(e) for e in errors}) == 50
+    assert not designs.running("explore")
+    store.create(Experiment(key="explore", variants=("control", "treatment"), weights=(50, 50)))
+    store.start("explore")
+    assert not designs.running("explore")  # still the refusal read less than 2 s ago
+    time.sleep(2.1)
+    assert designs.running("explore") and reads == 2

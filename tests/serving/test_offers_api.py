@@ -9,6 +9,7 @@ user.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from experiments.exposures import ExposureLog
+from serving.settings import Settings
+from training.offers.explore import EXPLORE_EXPERIMENT
 from userops.cli import app as cli
 
 if TYPE_CHECKING:
@@ -79,3 +83,47 @@ def test_next_best_offer_needs_an_offers_model_and_a_known_user(
         "/v1/users/nobody/next-best-offer", headers=offers_api.headers("operator")
     )
     assert operator.status_code == 403
+
+
+def test_the_exploration_share_is_randomized_as_in_batch(
+    make_api: Callable[[Path], Served], offers_folder: Path, tmp_path: Path
+) -> None:
+    """``offers choose --explore`` starts the exploration experiment; the API then answers each user it
+    enrols as the batch table does (the same variant, offer, reason and a value of 0), logs their
+    exposure, and answers the others with the model's choice."""
+    folder = tmp_path / "data"
+    shutil.copytree(offers_folder, folder)
+    out = tmp_path / "offers.csv"
+    done = CliRunner().invoke(
+        cli,
+        [
+            "offers", "choose", "--data", str(folder), "--as-of", str(TRAINED_AS_OF),
+            "--users", "all", "--explore", "0.3", "--out", str(out),
+        ],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    batch = pd.read_csv(out, dtype={"user_id": str, "offer_id": str}, keep_default_na=False).set_index(
+        "user_id"
+    )
+    api = make_api(folder)
+    url = Settings(tracking_uri=None).experiments_url_for(folder)
+    counts = ExposureLog(url).read(experiment=EXPLORE_EXPERIMENT).set_index("unit_id")["exposures"]
+    before = set(counts.index)  # the batch logged its enrolled users once each
+    explored, chosen = [], 0
+    for user in batch.index[:150]:
+        response = api.client.get(f"/v1/users/{user}/next-best-offer", headers=api.headers("app"))
+        if response.status_code == 404:
+            continue
+        body = response.json()
+        assert (body["offer_id"] or "", body["reason"]) == tuple(batch.loc[user, ["offer_id", "reason"]])
+        if body["reason"].startswith("exploration: randomized by experiment"):
+            assert body["expected_value"] == 0.0 and user in before
+            explored.append(user)
+        else:
+            assert user not in before
+            chosen += 1
+    assert len(explored) >= 5 and chosen >= 5
+    after = ExposureLog(url).read(experiment=EXPLORE_EXPERIMENT).set_index("unit_id")["exposures"]
+    assert set(after.index) == before  # nobody new: the API enrols whom the batch enrolled
+    again = after.sub(counts).loc[lambda d: d > 0]
+    assert sorted(again.index) == sorted(explored) and set(again) == {1}  # one exposure per answer

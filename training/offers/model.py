@@ -104,8 +104,7 @@ class OfferModel:
         day = as_of or datetime.now(UTC).date()
         uplift = self.predict_uplift(features)
         value = self.values(features)
-        users = features.assign(value_at_stake=value) if self.outcome == "activity" else features
-        allowed = eligibility(self.catalogue, users, as_of=day, history=history)
+        allowed = self.allowed(features, as_of=day, history=history, value=value)
         picked = choose(uplift, value, self.catalogue, allowed, budget=budget, margin=self.margin)
         ids = np.array(self.offer_ids, dtype=object)
         out = pd.DataFrame({"user_id": features["user_id"].astype(str).to_numpy()})
@@ -115,6 +114,20 @@ class OfferModel:
         out["expected_value"] = np.round(picked.expected_value, 4)
         out["reason"] = reasons(self, uplift, picked.offer, picked.gain, allowed, picked.over_budget)
         return out
+
+    def allowed(
+        self,
+        features: pd.DataFrame,
+        *,
+        as_of: date,
+        history: pd.DataFrame | None = None,
+        value: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Which offer the catalogue's rules allow each row of ``features`` as of ``as_of``, ``(n, K)``:
+        eligibility, validity, cooldowns and caps (``value``: :meth:`values`, when already computed)."""
+        if self.outcome == "activity":
+            features = features.assign(value_at_stake=self.values(features) if value is None else value)
+        return eligibility(self.catalogue, features, as_of=as_of, history=history)
 
     def save(self, path: str | Path) -> Path:
         """Write the model to one file (pickle; LightGBM boosters included)."""

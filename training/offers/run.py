@@ -263,17 +263,28 @@ def require_offer_model(tracking_uri: str) -> OfferModel:
     return model
 
 
-def choose_in_folder(
+def folder_inputs(
     model: OfferModel, data_dir: str | Path, as_of: date, features: pd.DataFrame
-) -> pd.DataFrame:
-    """``model.choose`` for the users of ``features``, as every caller does it: a retained user's value is
-    their value at stake over the value horizon the model was trained with (from the folder's events
-    before ``as_of``), and cooldowns and caps read the folder's exposures."""
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """What ``model.choose`` reads for the users of ``features``, as every caller gives it: a retained
+    user's value is their value at stake over the value horizon the model was trained with (from the
+    folder's events before ``as_of``); cooldowns and caps read the folder's exposures.
+
+    Returns:
+        ``(features with the values, past exposures)``.
+    """
     from features.contract import load_table
     from training.offers.train import VALUE_HORIZON
     from training.winback import values_for
 
     values = values_for(data_dir, as_of, features["user_id"], VALUE_HORIZON)
     frame = features.drop(columns=[c for c in values.columns if c != "user_id"], errors="ignore")
-    frame = frame.merge(values, on="user_id", how="left")
-    return model.choose(frame, as_of=as_of, history=load_table(data_dir, "exposures"))
+    return frame.merge(values, on="user_id", how="left"), load_table(data_dir, "exposures")
+
+
+def choose_in_folder(
+    model: OfferModel, data_dir: str | Path, as_of: date, features: pd.DataFrame
+) -> pd.DataFrame:
+    """``model.choose`` for the users of ``features`` on the folder's inputs (:func:`folder_inputs`)."""
+    frame, history = folder_inputs(model, data_dir, as_of, features)
+    return model.choose(frame, as_of=as_of, history=history)
