@@ -145,11 +145,12 @@ class LiveEvents:
         self._applied: set[str] = set()
         self._stamp: int | None = None
         self._lock = threading.Lock()
+        self._folder = os.fspath(data / INCOMING)  # a plain path: asked on every recommendation
         self._catch_up(trained_only=True)
 
     def _folder_stamp(self) -> int | None:
         try:
-            return (self.data / INCOMING).stat().st_mtime_ns
+            return os.stat(self._folder).st_mtime_ns
         except OSError:
             return None
 

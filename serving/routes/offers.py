@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.errors import StoreError
 from experiments.service import assign_unit_async
-from serving.deps import AppCaller, ModelsDep, designs_of, exposures_of
+from serving.deps import AppModels, designs_of, exposures_of
 from serving.errors import NotFoundError, NotReadyError
 from serving.params import UserIdPath
 from serving.routes.recommendations import ModelRef
@@ -60,9 +60,7 @@ class NextBestOffer(BaseModel):
         503: {"description": "No offers model (or no churn scores) is loaded."},
     },
 )
-async def next_best_offer(
-    user_id: UserIdPath, request: Request, loaded: ModelsDep, _: AppCaller
-) -> NextBestOffer:
+async def next_best_offer(user_id: UserIdPath, request: Request, loaded: AppModels) -> NextBestOffer:
     """When the exploration experiment (``next_best_offer_explore``, started by ``userops offers
     choose --explore``) runs, the users it enrols are randomized as in batch: their exposure is logged
     before the answer, which is the variant's offer (or none for ``control``) with the reason."""

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from experiments.errors import StoreError
 from experiments.service import assign_unit_async
-from serving.deps import AppCaller, ModelsDep, designs_of, exposures_of
+from serving.deps import AppModels, designs_of, exposures_of
 from serving.errors import NotReadyError
 from serving.models import Loaded, ModelInfo
 from serving.params import ID_PATTERN, ItemIdPath, KQuery, UserIdPath
@@ -86,8 +86,7 @@ async def _routed(
 async def recommendations(
     user_id: UserIdPath,
     request: Request,
-    loaded: ModelsDep,
-    _: AppCaller,
+    loaded: AppModels,
     k: KQuery = 10,
     category: Annotated[
         str | None,
@@ -113,7 +112,7 @@ async def recommendations(
 
 
 @router.get("/items/{item_id}/similar", summary="The k items most like this one.")
-async def similar(item_id: ItemIdPath, loaded: ModelsDep, _: AppCaller, k: KQuery = 10) -> SimilarItems:
+async def similar(item_id: ItemIdPath, loaded: AppModels, k: KQuery = 10) -> SimilarItems:
     rec = _recommender(loaded).similar_items(item_id, k)
     return SimilarItems(
         item_id=item_id,

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from features.store import OnlineStore
-from serving.deps import AppCaller, ModelsDep
+from serving.deps import AppModels
 from serving.errors import NotFoundError, NotReadyError
 from serving.models import Loaded, ModelInfo, RiskScores
 from serving.params import UserIdPath
@@ -151,7 +151,7 @@ def churn_risk_of(*, loaded: Loaded, user_id: str) -> ChurnRisk:
         503: {"description": "No churn champion or no online features are loaded."},
     },
 )
-async def churn_risk(user_id: UserIdPath, loaded: ModelsDep, _: AppCaller) -> ChurnRisk:
+async def churn_risk(user_id: UserIdPath, loaded: AppModels) -> ChurnRisk:
     """Scores come from the online features as of ``features_as_of``, computed when the models were
     loaded and refreshed by a reload; a user with no activity in the model's look-back is not scored
     (``churn_risk`` null, with the reason)."""

@@ -134,15 +134,17 @@ def test_a_body_over_one_megabyte_is_refused(client: TestClient, keys: dict[str,
     assert "1,000,000 bytes" in answer.json()["detail"]
 
 
-def test_a_bug_is_a_bare_500_without_a_traceback(folder: Path, keys: dict[str, str]) -> None:
-    from serving import deps
+def test_a_bug_is_a_bare_500_without_a_traceback(
+    folder: Path, keys: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.models import ModelHolder
 
     app = create_app(Settings(tracking_uri=None), folder)
 
-    def broken() -> None:
+    def broken(self: ModelHolder) -> None:
         raise ZeroDivisionError("secret internals")
 
-    app.dependency_overrides[deps.get_models] = broken
+    monkeypatch.setattr(ModelHolder, "get", broken)
     with TestClient(app, raise_server_exceptions=False) as client:
         answer = client.get("/v1/users/u000001/recommendations", headers=_auth(keys["app"]))
     assert answer.status_code == 500
