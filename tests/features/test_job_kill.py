@@ -19,8 +19,11 @@ from features.store import SQLiteStore
 
 DATES = [f"2025-02-{day:02d}" for day in range(1, 14, 3)]
 """As-of dates of one run (several, so a kill can land between two of them)."""
-FORK = multiprocessing.get_context("fork")
-"""A forked child starts at once (nothing to import), so the kills land inside the job."""
+FORK = multiprocessing.get_context("forkserver")
+"""Children fork from a server process that imported this module once: they start at once (nothing to
+import, so the kills land inside the job) and never inherit the test process's threads (a fork of a
+process whose other threads hold locks can hang)."""
+FORK.set_forkserver_preload([__name__])
 
 
 def _world(path: Path) -> Path:
