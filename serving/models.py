@@ -377,8 +377,8 @@ def load_offer_choices(
         population = features.assign(user_id=features["user_id"].astype(str))
         population = population.loc[population["user_id"].isin(set(churn.users))]
         frame, history = folder_inputs(model, data, churn.as_of, population.reset_index(drop=True))
-        chosen = model.choose(frame, as_of=churn.as_of, history=history)
-        allowed = model.allowed(frame, as_of=churn.as_of, history=history)
+        allowed = model.allowed(frame, as_of=churn.as_of, history=history)  # kept for exploration
+        chosen = model.choose(frame, as_of=churn.as_of, history=history, allowed=allowed)
     except (FeaturesError, TrainingError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return None, info, [f"next-best offers cannot be chosen: {message}"]

@@ -159,13 +159,12 @@ def choose(
                 raise UsageError(f"no user to choose for as of {as_of}")
             history = load_table(data, "exposures")
         with console.status("choosing"):
-            table = model.choose(frame, as_of=as_of, history=history, budget=budget)
+            allowed = model.allowed(frame, as_of=as_of, history=history)  # exploration reads it too
+            table = model.choose(frame, as_of=as_of, history=history, budget=budget, allowed=allowed)
         explored = 0
         if explore > 0:
-            allowed = pd.DataFrame(
-                model.allowed(frame, as_of=as_of, history=history), columns=model.offer_ids
-            )
-            explored = _explore(data, as_of, table, model.offer_ids, allowed, explore)
+            rules = pd.DataFrame(allowed, columns=model.offer_ids)
+            explored = _explore(data, as_of, table, model.offer_ids, rules, explore)
         path = write_table(table, out)
         offered = table["offer_id"] != ""
         costs = dict(zip(model.offer_ids, model.catalogue.costs, strict=True))

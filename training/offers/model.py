@@ -88,6 +88,7 @@ class OfferModel:
         as_of: date | None = None,
         history: pd.DataFrame | None = None,
         budget: float | None = None,
+        allowed: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """The next-best offer for each row of ``features``.
 
@@ -96,6 +97,7 @@ class OfferModel:
             as_of: Day the offers are given, for validity and cooldowns (default: today, UTC).
             history: Past exposures ``user_id, variant, ts`` for cooldowns and caps.
             budget: Total cost allowed; best value per unit of cost first.
+            allowed: :meth:`allowed` for the same rows, day and history, when the caller needs it too.
 
         Returns:
             ``user_id, offer_id`` (``""`` for none), ``uplift_<offer>`` per offer, ``expected_value``,
@@ -104,7 +106,8 @@ class OfferModel:
         day = as_of or datetime.now(UTC).date()
         uplift = self.predict_uplift(features)
         value = self.values(features)
-        allowed = self.allowed(features, as_of=day, history=history, value=value)
+        if allowed is None:
+            allowed = self.allowed(features, as_of=day, history=history, value=value)
         picked = choose(uplift, value, self.catalogue, allowed, budget=budget, margin=self.margin)
         ids = np.array(self.offer_ids, dtype=object)
         out = pd.DataFrame({"user_id": features["user_id"].astype(str).to_numpy()})
