@@ -171,18 +171,20 @@ class LiveEvents:
                     frame = pq.read_table(path).to_pandas()
                 except (OSError, pa.ArrowException):  # gone since it was listed: nothing to add
                     continue
-                for recommender in self.recommenders:
-                    add_to_recommender(recommender, frame, trained_only=trained_only)
-                self._applied.add(path.name)
+                self._apply(path, frame, trained_only=trained_only)
             self._stamp = stamp  # read before listing: a file renamed in since moves it, so none is missed
 
     def record(self, path: Path, good: pd.DataFrame) -> None:
         """Apply the events this worker just stored in ``path``."""
         with self._lock:
             if path.name not in self._applied:
-                for recommender in self.recommenders:
-                    add_to_recommender(recommender, good)
-                self._applied.add(path.name)
+                self._apply(path, good, trained_only=False)
+
+    def _apply(self, path: Path, frame: pd.DataFrame, *, trained_only: bool) -> None:
+        """Add the events of the file ``path`` to every served recommender, once (the lock is held)."""
+        for recommender in self.recommenders:
+            add_to_recommender(recommender, frame, trained_only=trained_only)
+        self._applied.add(path.name)
 
 
 def record_events(

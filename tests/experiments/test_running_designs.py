@@ -16,6 +16,19 @@ from experiments.service import RunningDesigns, assign_unit, assign_unit_async
 from experiments.store import ExperimentStore
 
 
+def _count_reads(store: ExperimentStore) -> list[int]:
+    """Count the store's reads of a definition from now on: ``[reads]``, updated in place."""
+    reads = [0]
+    plain_get = store.get
+
+    def counted(key: str) -> Experiment:
+        reads[0] += 1
+        return plain_get(key)
+
+    store.get = counted  # type: ignore[method-assign]
+    return reads
+
+
 def test_a_design_is_read_once_a_second_and_a_stop_arrives_within_it(tmp_path: Path) -> None:
     store = ExperimentStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
     store.create(Experiment(key="banner", variants=("control", "treatment"), weights=(30, 70)))
@@ -25,21 +38,13 @@ def test_a_design_is_read_once_a_second_and_a_stop_arrives_within_it(tmp_path: P
     designs = RunningDesigns(store, seconds=60)  # long enough that a slow machine still reads once
     store.set_holdout(fraction=0.1)
     design, holdout = store.get("banner").design(), store.holdout()
-    reads = 0
-    plain_get = store.get
-
-    def counted(key: str) -> Experiment:
-        nonlocal reads
-        reads += 1
-        return plain_get(key)
-
-    store.get = counted  # type: ignore[method-assign]
+    reads = _count_reads(store)
     for i in range(200):  # the same answer as the pure function on the stored design
         unit = f"u{i}"
         expected = assign(design=design, unit_id=unit, holdout=holdout)
         variant, reason = assign_unit(designs=designs, experiment="banner", unit_id=unit)
         assert (variant, reason) == (expected.variant, str(expected.reason))
-    assert reads == 1
+    assert reads[0] == 1
 
     quick = RunningDesigns(store, seconds=2)
     assert quick.get("banner")
@@ -85,25 +90,17 @@ def test_a_refusal_is_remembered_too_and_a_start_arrives_within_the_window(tmp_p
     """A server asks every request whether an optional experiment runs: unknown or draft, the store is
     read once per window, each ask gets a fresh error, and a start is seen once the window has passed."""
     store = ExperimentStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
-    reads = 0
-    plain_get = store.get
-
-    def counted(key: str) -> Experiment:
-        nonlocal reads
-        reads += 1
-        return plain_get(key)
-
-    store.get = counted  # type: ignore[method-assign]
+    reads = _count_reads(store)
     designs = RunningDesigns(store, seconds=2)
     errors = []
     for _ in range(50):
         with pytest.raises(UnknownExperimentError, match="explore") as caught:
             designs.get("explore")
         errors.append(caught.value)
-    assert reads == 1 and len({id(e) for e in errors}) == 50
+    assert reads[0] == 1 and len({id(e) for e in errors}) == 50
     assert not designs.running("explore")
     store.create(Experiment(key="explore", variants=("control", "treatment"), weights=(50, 50)))
     store.start("explore")
     assert not designs.running("explore")  # still the refusal read less than 2 s ago
     time.sleep(2.1)
-    assert designs.running("explore") and reads == 2
+    assert designs.running("explore") and reads[0] == 2
