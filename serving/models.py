@@ -343,6 +343,8 @@ def load_all(settings: Settings, data: Path, experiments: ExperimentStore | None
         offers=offers,
         offers_info=offers_info,
     )
+    for model in loaded.recommenders:
+        model.keep_lists()  # a plain request is then a look-up; changed users are scored afresh
     # events apps sent since the recommenders were trained (by any worker) are served at once
     return dataclasses.replace(loaded, live=LiveEvents(data, loaded.recommenders))
 

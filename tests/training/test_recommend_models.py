@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from training.recommenders import (
     FAMILIES,
@@ -103,14 +105,29 @@ def test_personal_models_beat_chance_on_two_taste_groups(family: str, matrix: sp
     assert in_group.mean() > 0.8
 
 
-def test_top_k_matches_a_full_sort() -> None:
-    rng = np.random.default_rng(1)
-    s = rng.integers(0, 5, (50, 30)).astype(float)  # many ties
-    _, val = top_k(s, 7)
-    for r in range(50):
-        order = sorted(range(30), key=lambda j: (-s[r, j], j))
-        np.testing.assert_array_equal(val[r], s[r, order[:7]])
-    np.testing.assert_array_equal(top_k(s[0], 3)[1], np.sort(s[0])[::-1][:3])
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.integers(1, 6),
+    cols=st.integers(1, 40),
+    k=st.integers(0, 45),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_top_k_is_a_full_sort_by_score_then_index(rows: int, cols: int, k: int, seed: int) -> None:
+    """Both paths (one row, many rows) pick exactly what sorting by (score down, index up) picks, with
+    ties, filtered items and NaN (counted as filtered) everywhere; a shorter list is a prefix."""
+    rng = np.random.default_rng(seed)
+    s = rng.choice(np.array([0.0, 0.5, 1.0, 2.0, -np.inf, np.nan]), (rows, cols))
+    idx, val = top_k(s, k)
+    one = [top_k(s[r], k) for r in range(rows)]
+    clean = np.where(np.isnan(s), -np.inf, s)
+    for r in range(rows):
+        order = np.lexsort((np.arange(cols), -clean[r]))[: min(k, cols)]  # last key sorts first
+        np.testing.assert_array_equal(idx[r], order)
+        np.testing.assert_array_equal(val[r], clean[r, order])
+        np.testing.assert_array_equal(one[r][0], order)
+        np.testing.assert_array_equal(one[r][1], clean[r, order])
+    shorter = top_k(s, max(k - 3, 0))[0]
+    np.testing.assert_array_equal(shorter, idx[:, : shorter.shape[1]])
 
 
 def test_ease_matches_a_brute_force_constrained_ridge(matrix: sp.csr_matrix) -> None:

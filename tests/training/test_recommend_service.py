@@ -158,13 +158,47 @@ def test_save_load_round_trip(recommenders: dict[str, Recommender], family: str,
 def test_one_users_listing_is_the_batch_top_k(
     recommenders: dict[str, Recommender], scores: list[float], k: int
 ) -> None:
-    """The single-user shortcut picks what the batch top-k picks, in its order, ties and filtered items
+    """One user's listing picks what the batch top-k picks, in its order, ties and filtered items
     included (few distinct values: ties everywhere)."""
     rec = recommenders["popularity"]
     row = np.full(len(rec.item_ids), -np.inf, np.float32)
     row[: len(scores)] = scores
     listing = rec._listing(row.copy(), k, "model")
-    idx, val = top_k(row, k)
+    idx, val = top_k(row[None, :], k)
+    idx, val = idx[0], val[0]
     keep = np.isfinite(val)
     assert listing.item_ids == rec.item_ids[idx[keep]].tolist()
     assert listing.scores == val[keep].astype(float).tolist()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_kept_lists_answer_as_scoring_does(
+    recommenders: dict[str, Recommender], family: str, tmp_path: Path
+) -> None:
+    """With every user's list worked out ahead, each request gets what scoring it afresh gives: for
+    every user and k (past the kept length too), every filter, and users whose history changed since."""
+    fresh = recommenders[family]
+    kept = Recommender.load(fresh.save(tmp_path / "rec"))
+    kept.keep_lists(20)
+    cat = kept.category_names[0]
+    asks: list[dict[str, object]] = [
+        {},
+        {"exclude_bought": False},
+        {"exclude_seen": True},
+        {"include_categories": [cat]},
+        {"exclude_items": [str(kept.item_ids[0])]},
+    ]
+    users = [*kept.user_ids[::7].tolist(), "ghost"]
+    for user in users:
+        for k in (1, 10, 20, 25):
+            for ask in asks:
+                assert kept.recommend(user, k, **ask) == fresh.recommend(user, k, **ask), (user, k, ask)
+    # new events reach the user at once, as they do without kept lists
+    user = str(kept.user_ids[np.flatnonzero(np.diff(kept.history.indptr))[0]])
+    copy = Recommender.load(fresh.save(tmp_path / "copy"))
+    items = kept.item_ids[kept.available][:5]
+    events = [{"item_id": t, "event_type": "purchase"} for t in items]
+    kept.add_events(user, events)
+    copy.add_events(user, events)
+    assert kept.recommend(user, 10) == copy.recommend(user, 10)
+    assert not set(items) & set(kept.recommend(user, 20).item_ids)

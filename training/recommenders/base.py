@@ -17,32 +17,67 @@ import scipy.sparse as sp
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best columns of each row of ``scores``, best first (ties: lower index first).
+    """The ``k`` best columns of each row of ``scores``, best first; ties go to the lower index.
+
+    The order (score down, then index up) is total, so the first ``k`` of a longer list are exactly the
+    ``k`` list: a list kept at length ``n`` answers every ``k <= n``.
 
     Args:
-        scores: ``(n, items)`` or ``(items,)``; ``-inf`` marks an item that must not be shown.
+        scores: ``(n, items)`` or ``(items,)``; ``-inf`` marks an item that must not be shown (NaN counts
+            as ``-inf``).
         k: How many.
 
     Returns:
         ``(indices, scores)`` of shape ``(n, k')`` (or ``(k',)``), ``k' = min(k, items)``; filtered items
         that had to fill the list keep their ``-inf`` score so callers can drop them.
     """
-    one = scores.ndim == 1
-    s = np.atleast_2d(scores)
-    k = min(k, s.shape[1])
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    if scores.ndim == 1:
+        return _top_of_row(scores, k)
+    n, m = scores.shape
+    k = min(k, m)
     if k == 0:
-        empty = np.zeros((s.shape[0], 0), dtype=np.int64)
-        return (empty[0], s[:, :0][0]) if one else (empty, s[:, :0])
-    if k < s.shape[1]:
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(s.shape[1]), s.shape).copy()
-    part = np.sort(part, axis=1)  # index order first, so the stable sort below breaks ties by index
+        return np.zeros((n, 0), dtype=np.int64), scores[:, :0]
+    s = scores
+    part = _best_columns(s, k) if k < m else np.broadcast_to(np.arange(m), s.shape)
     ps = np.take_along_axis(s, part, axis=1)
-    order = np.argsort(-ps, axis=1, kind="stable")
+    order = np.argsort(-ps, axis=1, kind="stable")  # part is in index order: ties stay lower index first
     idx = np.take_along_axis(part, order, axis=1)
     val = np.take_along_axis(ps, order, axis=1)
-    return (idx[0], val[0]) if one else (idx, val)
+    return idx, val
+
+
+def _top_of_row(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` of one row without the batch bookkeeping (one user's request pays for it)."""
+    m = len(s)
+    k = min(k, m)
+    if 0 < k < m:
+        kth = s[np.argpartition(s, m - k)[m - k]]
+        above = np.flatnonzero(s > kth)
+        tied = np.flatnonzero(s == kth)[: k - len(above)]
+        part = np.sort(np.concatenate([above, tied]))
+    else:
+        part = np.arange(k)
+    ps = s[part]
+    order = np.argsort(-ps, kind="stable")
+    return part[order], ps[order]
+
+
+def _best_columns(s: np.ndarray, k: int) -> np.ndarray:
+    """The columns of each row's ``k`` best scores, in index order: all above the ``k``-th best score,
+    then the lowest-index ones equal to it (``0 < k < columns``)."""
+    n, m = s.shape
+    kth = np.partition(s, m - k, axis=1)[:, m - k : m - k + 1]
+    above = s > kth
+    tied = s == kth
+    room = k - np.count_nonzero(above, axis=1)
+    take = above | tied
+    crowded = np.flatnonzero(np.count_nonzero(tied, axis=1) > room)  # more ties than places left
+    if len(crowded):
+        first = np.cumsum(tied[crowded], axis=1, dtype=np.int32) <= room[crowded, None]
+        take[crowded] = above[crowded] | (tied[crowded] & first)
+    return np.nonzero(take)[1].reshape(n, k)
 
 
 def mask_rows(scores: np.ndarray, exclude: sp.csr_matrix | None) -> np.ndarray:

@@ -105,6 +105,25 @@ class Recommender:
         self._live: dict[str, tuple[dict[int, float], set[int]]] = {}
         self._stale = histories_replaced  # the model's learned user state no longer matches the histories
         self._row_template = sp.csr_matrix((1, n_items), dtype=np.float32)  # see _one_row
+        self._kept: tuple[np.ndarray, np.ndarray] | None = None  # see keep_lists
+
+    def keep_lists(self, n: int = 50) -> None:
+        """Work out every user's top ``n`` under the default filters now, so that such a request (``k <= n``,
+        purchases and unavailable items left out, nothing else filtered) is a look-up.
+
+        The answers are the ones :meth:`recommend` computes (:func:`top_k`'s order is total, so a shorter
+        list is a prefix of this one). A user whose history changes after this (:meth:`add_events`) is
+        scored afresh. Memory: ``users x n`` item numbers and scores, 8 bytes each.
+        """
+        n = min(n, len(self.item_ids))
+        idx = np.full((len(self.user_ids), n), -2, np.int32)  # -2: no history, the fallback answers
+        val = np.full((len(self.user_ids), n), -np.inf, np.float32)
+        for u in np.flatnonzero(np.diff(self.history.indptr)).tolist():
+            # one user at a time, as a request scores: batch products round floats differently
+            best, score = top_k(self._filtered_scores(str(self.user_ids[u]))[0], n)
+            idx[u] = np.where(np.isfinite(score), best, -1)
+            val[u] = score
+        self._kept = (idx, val)
 
     def _model_rows(self, users: np.ndarray) -> np.ndarray:
         """Rows the model may use its learned user state for (none once histories were replaced)."""
@@ -223,6 +242,48 @@ class Recommender:
         Returns:
             Up to ``k`` items (fewer when filters leave fewer).
         """
+        kept = self._kept
+        if (
+            kept is not None
+            and 0 < k <= kept[0].shape[1]
+            and exclude_bought
+            and exclude_unavailable
+            and not exclude_seen
+            and include_categories is None
+            and exclude_categories is None
+            and not exclude_items
+            and user_id not in self._live
+        ):
+            u = self._user_index.get(user_id, -1)
+            if u >= 0 and kept[0][u, 0] != -2:
+                idx, val = kept[0][u, :k], kept[1][u, :k]
+                idx, val = idx[idx >= 0], val[idx >= 0]
+                return Recommendations(self.item_ids[idx].tolist(), val.astype(float).tolist(), "model")
+        scores, source = self._filtered_scores(
+            user_id,
+            exclude_bought=exclude_bought,
+            exclude_seen=exclude_seen,
+            exclude_unavailable=exclude_unavailable,
+            include_categories=include_categories,
+            exclude_categories=exclude_categories,
+            exclude_items=exclude_items,
+            segment=segment,
+        )
+        return self._listing(scores, k, source)
+
+    def _filtered_scores(
+        self,
+        user_id: str,
+        *,
+        exclude_bought: bool = True,
+        exclude_seen: bool = False,
+        exclude_unavailable: bool = True,
+        include_categories: Iterable[str] | None = None,
+        exclude_categories: Iterable[str] | None = None,
+        exclude_items: Iterable[str] = (),
+        segment: str | None = None,
+    ) -> tuple[np.ndarray, str]:
+        """Every item's score for one user, filters applied (``-inf``: never shown), and the source."""
         scores, seen, bought_idx, source = self._user_scores(user_id, segment)
         scores = scores + self._penalty(exclude_unavailable, include_categories, exclude_categories)
         if exclude_bought:
@@ -233,7 +294,7 @@ class Recommender:
             j = self._item_index.get(item)
             if j is not None:
                 scores[j] = -np.inf
-        return self._listing(scores, k, source)
+        return scores, source
 
     def similar_items(
         self,
@@ -260,13 +321,7 @@ class Recommender:
         return self._listing(scores, k, source)
 
     def _listing(self, scores: np.ndarray, k: int, source: str) -> Recommendations:
-        # top_k's steps on one row, without its batch bookkeeping (the same choice, ties included)
-        k = min(k, len(scores))
-        part = np.argpartition(-scores, k - 1)[:k] if 0 < k < len(scores) else np.arange(k)
-        part.sort()
-        ps = scores[part]
-        order = np.argsort(-ps, kind="stable")
-        idx, val = part[order], ps[order]
+        idx, val = top_k(scores, k)
         keep = np.isfinite(val)
         return Recommendations(self.item_ids[idx[keep]].tolist(), val[keep].astype(float).tolist(), source)
 
