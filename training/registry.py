@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -91,6 +92,22 @@ class Decision:
     champion_score: float | None
 
 
+T = TypeVar("T")
+
+
+def _quietly(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` without the lines MLflow prints outside its loggers ("Successfully registered
+    model ...", "Created version ..."): they would land in a command's summary."""
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+
+    was = MLFLOW_LOGGING_STREAM.enabled
+    MLFLOW_LOGGING_STREAM.enabled = False
+    try:
+        return call(*args)
+    finally:
+        MLFLOW_LOGGING_STREAM.enabled = was
+
+
 def promote(
     *,
     tracking_uri: str,
@@ -120,7 +137,7 @@ def promote(
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     connect(tracking_uri)
-    version = mlflow.register_model(model_uri, name).version
+    version = _quietly(mlflow.register_model, model_uri, name).version
     champion = None
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)

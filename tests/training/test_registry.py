@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pytest
 
 from training.registry import CHALLENGER, CHAMPION, default_tracking_uri, promote, use_experiment
 
@@ -24,7 +25,9 @@ def _log(value: float) -> str:
     return info.model_uri
 
 
-def test_champion_moves_only_when_beaten_on_the_same_holdout(tmp_path: Path) -> None:
+def test_champion_moves_only_when_beaten_on_the_same_holdout(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     uri = default_tracking_uri(tmp_path)
     use_experiment(uri, "toy", tmp_path / "artifacts")
     holdout = pd.DataFrame({"x": [1, 2, 3]})
@@ -57,3 +60,6 @@ def test_champion_moves_only_when_beaten_on_the_same_holdout(tmp_path: Path) -> 
     loaded = mlflow.pyfunc.load_model("models:/toy@champion").predict(holdout)
     assert loaded[0] == 0.69
     assert Path(tmp_path / "artifacts").exists()
+    printed = capfd.readouterr()
+    for line in ("Successfully registered", "Created version", "already exists"):  # MLflow's own prints
+        assert line not in printed.out + printed.err
