@@ -69,6 +69,10 @@ def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
     return wrapper
 
 
+CONNECT_TIMEOUT = 10
+"""Seconds a PostgreSQL connection may take before it fails (a ``connect_timeout`` in the URL wins)."""
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite files use WAL with ``synchronous=FULL`` so a commit is on disk.
 
@@ -93,7 +97,9 @@ def make_engine(url: str) -> Engine:
                 engine = create_engine(url, connect_args={"timeout": 30})
                 event.listen(engine, "connect", _sqlite_pragmas)
                 return engine
-            return create_engine(url, pool_pre_ping=True)
+            # a server that does not answer fails the command in seconds instead of hanging it
+            wait = {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+            return create_engine(url, pool_pre_ping=True, connect_args=wait)
         except ImportError as error:
             raise StoreError(f"database {shown_url(url)}: driver not installed ({error})") from error
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect
 
 from experiments.assignment import assign_many
+from experiments.db import make_engine
 from experiments.definitions import Experiment, edits, parse_targeting, parse_variants
 from experiments.errors import StoreError
 from experiments.exposures import ExposureLog
@@ -216,3 +217,13 @@ def test_a_database_lost_after_opening_is_a_store_error(tmp_path: object) -> Non
         opened.list_experiments()
     with pytest.raises(StoreError, match="unknown status"):
         opened.list_experiments(status="paused")
+
+
+def test_postgres_connections_give_up_in_seconds(postgres_url: str) -> None:
+    """A PostgreSQL server that never answers fails a command after ``CONNECT_TIMEOUT`` seconds, not
+    never; a ``connect_timeout`` the URL names wins."""
+    for url, seconds in ((postgres_url, "10"), (f"{postgres_url}?connect_timeout=3", "3")):
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            assert connection.connection.dbapi_connection.info.get_parameters()["connect_timeout"] == seconds
+        engine.dispose()
