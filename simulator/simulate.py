@@ -39,6 +39,7 @@ from simulator.truth import load_config, true_churn_probability, true_uplift
 from simulator.world import (
     BOOST_DAYS,
     CAMPAIGN,
+    CAMPAIGN_RECENT_DAYS,
     CHANNEL_ENGAGEMENT,
     CHANNEL_P,
     CHANNELS,
@@ -47,12 +48,12 @@ from simulator.world import (
     DEVICES,
     EVENT_CODES,
     OFFER_DAYS,
-    OFFER_KAPPA,
     OFFERS,
     RHO,
     WorldConfig,
     hazard,
-    offer_tau,
+    offer_effect,
+    price_sensitivity,
     trend_shift,
     visit_probability,
 )
@@ -89,7 +90,7 @@ def _make_users(cfg: WorldConfig, rng: np.random.Generator) -> _Users:
         h0=0.003 * rng.lognormal(0.0, 0.4, n),
         buy_prob=np.clip(rng.beta(2, 5, n), 0.02, 0.9),
         bad_prob=rng.beta(1, 15, n),
-        price_sensitivity=rng.beta(2, 2, n),
+        price_sensitivity=price_sensitivity(rng.beta(2, 2, n), channel),
         taste=rng.normal(0, 1, (n, cfg.dim)),
     )
 
@@ -178,13 +179,18 @@ def simulate(cfg: WorldConfig, out: str | Path, progress: bool = False) -> dict[
         days = track(days, description="simulating days", transient=True)
     for t in days:
         if t == cfg.campaign_day:
-            eligible = np.flatnonzero((users.signup_day <= t - 14) & (last_visit >= t - 60))
+            eligible = np.flatnonzero((users.signup_day <= t - 14) & (last_visit >= t - CAMPAIGN_RECENT_DAYS))
             variant = rng.integers(0, len(OFFERS) + 1, len(eligible))  # 0 = control
             for j, offer in enumerate(OFFERS["offer_id"], start=1):
                 who = eligible[variant == j]
                 treated_offer[who] = j - 1
-                tau[who] = offer_tau(offer, users.price_sensitivity[who], users.engagement[who])
-                kappa[who] = OFFER_KAPPA[offer]
+                tau[who], kappa[who] = offer_effect(
+                    offer,
+                    users.price_sensitivity[who],
+                    users.engagement[who],
+                    np.asarray(COUNTRIES)[users.country[who]],
+                    np.asarray(DEVICES)[users.device[who]],
+                )
             names = np.array(["control", *OFFERS["offer_id"]])
             exposures.append(
                 pd.DataFrame(
@@ -424,6 +430,8 @@ def _write_world(  # noqa: PLR0913 - a private step of the loop, handed its arra
             "buy_prob": users.buy_prob,
             "bad_prob": users.bad_prob,
             "price_sensitivity": users.price_sensitivity,
+            "country": np.asarray(COUNTRIES)[users.country],
+            "device": np.asarray(DEVICES)[users.device],
             "offer": np.where(
                 treated_offer >= 0, OFFERS["offer_id"].to_numpy()[np.maximum(treated_offer, 0)], ""
             ),

@@ -16,12 +16,11 @@ from simulator.world import (
     BOOST_DAYS,
     CAMPAIGN,
     OFFER_DAYS,
-    OFFER_KAPPA,
     OFFERS,
     RHO,
     WorldConfig,
     hazard,
-    offer_tau,
+    offer_effect,
     trend_shift,
     visit_probability,
 )
@@ -85,15 +84,23 @@ def _state(world: Path, cfg: WorldConfig, day: int) -> tuple[pd.DataFrame, np.nd
     return truth, bad_start, alive
 
 
+def _effect(offer: str, users: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The offer's ``(tau, kappa)`` for these users: the simulator's own function."""
+    return offer_effect(
+        offer,
+        users["price_sensitivity"].to_numpy(),
+        users["engagement"].to_numpy(),
+        users["country"].to_numpy(),
+        users["device"].to_numpy(),
+    )
+
+
 def _offer_state(cfg: WorldConfig, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     tau = np.zeros(len(truth))
     kappa = np.zeros(len(truth))
     for offer in OFFERS["offer_id"]:
         who = (truth["offer"] == offer).to_numpy()
-        tau[who] = offer_tau(
-            offer, truth["price_sensitivity"].to_numpy()[who], truth["engagement"].to_numpy()[who]
-        )
-        kappa[who] = OFFER_KAPPA[offer]
+        tau[who], kappa[who] = _effect(offer, truth.loc[who])
     return tau, kappa
 
 
@@ -160,8 +167,7 @@ def true_uplift(world: str | Path) -> pd.DataFrame:
     base, _ = _no_activity(cfg, truth, bad_start, day, cfg.uplift_horizon, zeros, day, zeros, day)
     rows = []
     for offer in OFFERS["offer_id"]:
-        tau = offer_tau(offer, truth["price_sensitivity"].to_numpy(), truth["engagement"].to_numpy())
-        kappa = np.full(len(truth), OFFER_KAPPA[offer])
+        tau, kappa = _effect(offer, truth)
         treated, _ = _no_activity(
             cfg, truth, bad_start, day, cfg.uplift_horizon, tau, day + OFFER_DAYS, kappa, day + BOOST_DAYS
         )

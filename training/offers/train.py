@@ -207,8 +207,9 @@ def calibrate(
 
 
 SAFETY_SE = 2.0
-"""How many standard errors the best margin's gain over "no offer" must clear on out-of-fold uplifts: the
-best of several policies looks better than it is, and offers cost money."""
+"""How many standard errors a policy's gain must clear on out-of-fold uplifts: over "no offer" for any offer
+to be given, and over the policy of the smallest such margin for a larger margin to be kept (the best of
+several policies looks better than it is, and offers cost money)."""
 MARGINS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 """Margins tried, in units of the mean offer cost: the policy gives an offer only above the margin."""
 
@@ -216,9 +217,11 @@ MARGINS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 def choose_margin(
     catalogue: Catalogue, frame: pd.DataFrame, uplift: np.ndarray, mu: np.ndarray, value: np.ndarray
 ) -> tuple[float, pd.DataFrame]:
-    """The margin whose policy beats "no offer" on out-of-fold units by the most with confidence: the
-    largest gain in DR value minus :data:`SAFETY_SE` standard errors of the paired difference; ``inf``
-    (no offer) when no margin's lower bound is above zero.
+    """The margin of the policy: the smallest margin whose DR gain over "no offer" on out-of-fold units
+    clears :data:`SAFETY_SE` standard errors of the paired difference (usually 0: an offer whenever its
+    expected value after cost is positive); a larger margin only when its gain over that policy clears
+    :data:`SAFETY_SE` standard errors too (the largest such gain); ``inf`` (no offer) when no margin's
+    gain over "no offer" is credible.
 
     Args:
         catalogue: The offers.
@@ -228,7 +231,8 @@ def choose_margin(
         value: Their value of one unit of outcome.
 
     Returns:
-        ``(margin, table of margin, gain over no offer, its standard error)``.
+        ``(margin, table of margin, gain over no offer and its standard error, gain over the smallest
+        credible margin's policy and its standard error)``.
     """
     cat = catalogue
     arm = frame["arm"].to_numpy()
@@ -244,19 +248,33 @@ def choose_margin(
         out: np.ndarray = q[rows, choice] + np.where(match, (reward - q[rows, arm]) / prop, 0.0)
         return out
 
-    none = terms(np.zeros(len(arm), dtype=int))
-    table = []
-    scale = float(np.mean(cat.costs)) if len(cat.costs) and np.mean(cat.costs) > 0 else 1.0
-    for m in MARGINS:
-        picked = choose(uplift, value, cat, allowed, margin=m * scale)
-        diff = terms(np.where(picked.offer == NONE, 0, picked.offer + 1)) - none
+    def mean_se(diff: np.ndarray) -> tuple[float, float]:
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
-        table.append({"margin": m * scale, "gain_over_no_offer": float(diff.mean()), "se": se})
-    found = pd.DataFrame(table)
-    top = max(table, key=lambda row: row["gain_over_no_offer"] - SAFETY_SE * row["se"])
-    if top["gain_over_no_offer"] - SAFETY_SE * top["se"] > 0:
-        return top["margin"], found
-    return float("inf"), found
+        return float(diff.mean()) if len(diff) else 0.0, se
+
+    none = terms(np.zeros(len(arm), dtype=int))
+    scale = float(np.mean(cat.costs)) if len(cat.costs) and np.mean(cat.costs) > 0 else 1.0
+    margins = [m * scale for m in MARGINS]
+    gains = []
+    for margin in margins:
+        picked = choose(uplift, value, cat, allowed, margin=margin)
+        gains.append(terms(np.where(picked.offer == NONE, 0, picked.offer + 1)) - none)
+    stats = [mean_se(g) for g in gains]
+    columns = ["margin", "gain_over_no_offer", "se", "gain_over_base", "se_over_base"]
+    found = pd.DataFrame(
+        {"margin": margins, "gain_over_no_offer": [m for m, _ in stats], "se": [s for _, s in stats]}
+    )
+    credible = [i for i, (m, s) in enumerate(stats) if m - SAFETY_SE * s > 0]
+    if not credible:
+        found["gain_over_base"], found["se_over_base"] = np.nan, np.nan
+        return float("inf"), found[columns]
+    base = credible[0]
+    over = [mean_se(g - gains[base]) for g in gains]
+    found["gain_over_base"] = [m for m, _ in over]
+    found["se_over_base"] = [s for _, s in over]
+    better = [i for i in range(base + 1, len(gains)) if over[i][0] - SAFETY_SE * over[i][1] > 0]
+    pick = max(better, key=lambda i: over[i][0]) if better else base
+    return margins[pick], found[columns]
 
 
 def fit_offers(
