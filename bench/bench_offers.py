@@ -1,14 +1,16 @@
-"""Benchmark: the next-best-offer model (target: choosing for 1M users within 3x the time of scoring the
-churn model on the same users, in the same run).
+"""Benchmark: the next-best-offer model (targets: choosing for 1M users within 3x the time of scoring the
+churn model on the same users, in the same run; the policy's true value at 85% of the oracle's).
 
-World: a simulated world whose campaign exposes about 100,000 users (200,000 users over 120 days; the
-campaign on day 66, a 30-day activity window). Measured, each in a fresh process with its peak memory:
+World: a simulated world whose campaign exposes about 78,000 users (200,000 users over 120 days; the
+campaign on day 66 reaches users seen in the 14 days before it; a 30-day activity window). Measured,
+each in a fresh process with its peak memory:
 
 * ``train offers``: campaign units (features as of each exposure day, outcomes), value at stake, the
   three uplift learners, calibration, margin, evaluation, MLflow run and registration; then the true
   value on the held-out units (``simulator.oracle.offer_policy_values``: the simulator's true uplifts over
   the same 30 days, times the value per unit the policy used, minus cost) of the model's policy, the
-  oracle policy, "no offer" and every "everyone gets X";
+  oracle policy, "no offer" and every "everyone gets X" (target: the model policy reaches 85% of the
+  oracle's and beats the others);
 * choosing for 1,000,000 users (the as-of snapshot's rows repeated under new ids) with
   ``OfferModel.choose`` (uplifts, rules, policy, reasons), beside ``RiskModel.predict_proba`` of a churn
   model (the product's defaults, early stopped) on the same frame; and one user's choice (the HTTP path).
@@ -91,6 +93,13 @@ print(json.dumps({{"users": len(big), "churn_scoring_s": round(churn_s, 2),
 """
 
 
+def _beats_oracle_share(true: dict[str, float], share: float = 0.85) -> bool:
+    """The model policy's true value reaches ``share`` of the oracle's and beats "no offer" and every
+    "everyone gets X"."""
+    others = [v for k, v in true.items() if k == "no offer" or k.startswith("everyone gets ")]
+    return bool(true["model policy"] >= share * true["oracle"] and true["model policy"] > max(others))
+
+
 def main(users: int = 200_000, days: int = 120, choose_for: int = 1_000_000) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         world = str(Path(tmp) / "world")
@@ -112,6 +121,7 @@ def main(users: int = 200_000, days: int = 120, choose_for: int = 1_000_000) -> 
             "train_offers": {"seconds": round(t_secs, 1), "peak_mib": round(t_peak), **trained},
             "choose": {"process_seconds": round(c_secs, 1), "peak_mib": round(c_peak), **chosen},
             "target_choose_within_3x_churn_scoring": chosen["ratio"] <= 3.0,
+            "target_policy_85_percent_of_oracle": _beats_oracle_share(trained["true_values"]),
         },
     )
 
