@@ -1,7 +1,7 @@
 """Benchmark: the next-best-offer model (targets: choosing for 1M users within 3x the time of scoring the
 churn model on the same users, in the same run; the policy's true value at 85% of the oracle's).
 
-World: a simulated world whose campaign exposes about 78,000 users (200,000 users over 120 days; the
+World: a simulated world whose campaign exposes about 100,000 users (260,000 users over 120 days; the
 campaign on day 66 reaches users seen in the 14 days before it; a 30-day activity window). Measured,
 each in a fresh process with its peak memory:
 
@@ -100,7 +100,7 @@ def _beats_oracle_share(true: dict[str, float], share: float = 0.85) -> bool:
     return bool(true["model policy"] >= share * true["oracle"] and true["model policy"] > max(others))
 
 
-def main(users: int = 200_000, days: int = 120, choose_for: int = 1_000_000) -> None:
+def main(users: int = 260_000, days: int = 120, choose_for: int = 1_000_000) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         world = str(Path(tmp) / "world")
         as_of = "2025-05-01"  # day 120 of a world starting 2025-01-01
