@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,12 @@ def test_ips_is_unbiased_over_200_repeats() -> None:
     se_of_mean = float(np.std(estimates, ddof=1) / np.sqrt(repeats))
     assert abs(mean - truth) <= 2 * se_of_mean
     assert 0.90 <= covered / repeats <= 0.97
+
+
+def test_fewer_units_than_deciles_leave_the_empty_ones_blank_without_a_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would reach a command's output
+        table = uplift_by_decile(np.array([0.3, 0.1, 0.2]), np.array([True, False, True]), np.ones(3))
+    assert table["units"].tolist() == [1, 1, 1] + [0] * 7
+    assert table["predicted"].iloc[:3].tolist() == [0.3, 0.2, 0.1]
+    assert table["predicted"].iloc[3:].isna().all() and table["observed"].isna().all()

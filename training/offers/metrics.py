@@ -51,9 +51,8 @@ def uplift_by_decile(score: np.ndarray, treated: np.ndarray, y: np.ndarray, n: i
         t = np.asarray(treated, dtype=bool)[idx]
         yy = np.asarray(y, dtype=float)[idx]
         obs = yy[t].mean() - yy[~t].mean() if t.any() and (~t).any() else np.nan
-        rows.append(
-            {"decile": i, "predicted": float(np.mean(score[idx])), "observed": obs, "units": len(idx)}
-        )
+        predicted = float(np.mean(score[idx])) if len(idx) else np.nan  # fewer units than deciles
+        rows.append({"decile": i, "predicted": predicted, "observed": obs, "units": len(idx)})
     return pd.DataFrame(rows)
 
 
